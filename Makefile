@@ -1,0 +1,37 @@
+# The two-command promise: `make demo` and `make test` do all the set-up themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_OUT ?= demo_out
+
+.PHONY: demo test lint typecheck unit docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_OUT)
+	$(BIN)/clisonix transform sample_data/ $(DEMO_OUT) --op rescale --op window:preset=brain --jobs 2
+
+lint: $(STAMP)
+	$(BIN)/ruff check clisonix_cli tests
+	$(BIN)/ruff format --check clisonix_cli tests
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck unit
+
+docs: $(STAMP)
+	$(BIN)/python -m clisonix_cli.cli.docgen
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""DICOM room: discovery, header index, series/stack grouping, geometry, pixels, writing."""

@@ -1,0 +1,200 @@
+"""The error types every room raises, each with a stable ``CLX-E`` code.
+
+Codes are documented in ``docs/errors.md`` (generated from this module) and are never reused.
+Exit codes follow DESIGN.md: 0 all ok, 1 some tasks failed, 2 usage or configuration error,
+3 environment error. A task-level error (:class:`InputError` and its children) is recorded in
+the manifest and the batch goes on; the others stop the run before or while it starts.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ClisonixError(Exception):
+    """Base of every clisonix error: a stable code, an exit code and a one-line message."""
+
+    code: ClassVar[str] = "CLX-E000"
+    exit_code: ClassVar[int] = 1
+    summary: ClassVar[str] = "Unexpected clisonix error."
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = " ".join(message.split())  # one line, always
+
+    def one_line(self) -> str:
+        """``CLX-Exxx: message`` as printed on stderr and stored in the manifest."""
+        return f"{self.code}: {self.message}"
+
+
+# --- usage and configuration: exit 2, nothing was done -------------------------------------
+
+
+class UsageError(ClisonixError):
+    code = "CLX-E001"
+    exit_code = 2
+    summary = "Invalid command-line usage or option value."
+
+
+class PipelineError(UsageError):
+    code = "CLX-E010"
+    summary = "Invalid pipeline: unknown op."
+
+
+class UnknownParameterError(PipelineError):
+    code = "CLX-E011"
+    summary = "Invalid pipeline: unknown parameter for an op."
+
+
+class MissingParameterError(PipelineError):
+    code = "CLX-E012"
+    summary = "Invalid pipeline: a required parameter is missing."
+
+
+class ParameterTypeError(PipelineError):
+    code = "CLX-E013"
+    summary = "Invalid pipeline: a parameter value has the wrong type."
+
+
+class ParameterRangeError(PipelineError):
+    code = "CLX-E014"
+    summary = "Invalid pipeline: a parameter value is out of range."
+
+
+class PipelineFileError(PipelineError):
+    code = "CLX-E015"
+    summary = "The pipeline file cannot be read or is not valid TOML."
+
+
+class OutputConflictError(UsageError):
+    code = "CLX-E020"
+    summary = "OUT_DIR holds outputs of another pipeline; use a new folder or --overwrite."
+
+
+class ShardSpecError(UsageError):
+    code = "CLX-E021"
+    summary = "Invalid --shard I/N value."
+
+
+class CompareError(UsageError):
+    code = "CLX-E022"
+    summary = "A benchmark file given to --compare cannot be read."
+
+
+# --- environment: exit 3 -------------------------------------------------------------------
+
+
+class EnvironmentProblem(ClisonixError):
+    code = "CLX-E030"
+    exit_code = 3
+    summary = "The output folder cannot be created or written."
+
+
+class SchedulerUnreachableError(EnvironmentProblem):
+    code = "CLX-E031"
+    summary = "The Dask scheduler cannot be reached."
+
+
+class WorkerVersionError(EnvironmentProblem):
+    code = "CLX-E032"
+    summary = "Dask workers run a different clisonix version than the client."
+
+
+class MissingDependencyError(EnvironmentProblem):
+    code = "CLX-E033"
+    summary = "An optional dependency needed for this option is not installed."
+
+
+class InputUnreadableError(EnvironmentProblem):
+    code = "CLX-E034"
+    summary = "The input folder or file list cannot be read."
+
+
+# --- per file / per task: recorded in the manifest, the batch goes on (exit 1 at the end) --
+
+
+class InputError(ClisonixError):
+    code = "CLX-E100"
+    exit_code = 1
+    summary = "A file cannot be read as DICOM."
+
+
+class TruncatedFileError(InputError):
+    code = "CLX-E101"
+    summary = "A DICOM file ends before its declared content (truncated)."
+
+
+class NoPixelDataError(InputError):
+    code = "CLX-E102"
+    summary = "The object has no pixel data (SR, RT plan, KOS, ...): skipped."
+
+
+class UnsupportedSyntaxError(InputError):
+    code = "CLX-E110"
+    summary = "No installed decoder handles the file's transfer syntax."
+
+
+class DecodeError(InputError):
+    code = "CLX-E111"
+    summary = "The compressed pixel data could not be decoded."
+
+
+class PixelDataSizeError(InputError):
+    code = "CLX-E112"
+    summary = "The header claims more pixel data than the file holds (rejected before allocation)."
+
+
+class UnsupportedImageError(InputError):
+    code = "CLX-E113"
+    summary = "The pixel layout is not a greyscale image stack clisonix can convert (e.g. RGB)."
+
+
+class GeometryError(InputError):
+    code = "CLX-E120"
+    summary = "Geometry attributes are missing or invalid."
+
+
+class InconsistentStackError(InputError):
+    code = "CLX-E121"
+    summary = "Slices of a stack disagree (spacing, missing slices, duplicates)."
+
+
+class TransformFailedError(InputError):
+    code = "CLX-E130"
+    summary = "A transform op failed on this volume."
+
+
+class WriteFailedError(InputError):
+    code = "CLX-E140"
+    summary = "An output file could not be written."
+
+
+class WorkerDiedError(InputError):
+    code = "CLX-E150"
+    summary = "The worker process running this task died (crash or out-of-memory kill)."
+
+
+class TaskTimeoutError(InputError):
+    code = "CLX-E151"
+    summary = "The task ran longer than --task-timeout."
+
+
+class TaskCancelledError(InputError):
+    code = "CLX-E152"
+    summary = "The task was not run because --fail-fast stopped the batch."
+
+
+class VerifyMismatchError(InputError):
+    code = "CLX-E160"
+    summary = "An output is missing, extra or changed against the manifest."
+
+
+def all_errors() -> list[type[ClisonixError]]:
+    """Every error class defined here, sorted by code (docs and tests read this)."""
+    seen: list[type[ClisonixError]] = []
+    stack: list[type[ClisonixError]] = [ClisonixError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return sorted(set(seen), key=lambda c: c.code)

@@ -1,0 +1,1 @@
+"""Output formats: NIfTI (the only LPS -> RAS flip), NumPy, PNG previews."""

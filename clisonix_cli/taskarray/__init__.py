@@ -1,0 +1,1 @@
+"""Task array: planning, sharding, executors (loky, threads, Dask), manifest, resume."""

@@ -14,6 +14,28 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class PixelInfo:
+    """Pixel layout of one file, read from its header by the index.
+
+    ``offset``/``length`` locate the Pixel Data value in the file for native (uncompressed)
+    transfer syntaxes, so that pixels can be read without parsing the header again; both are
+    None when unknown or encapsulated.
+    """
+
+    transfer_syntax: str
+    rows: int
+    cols: int
+    n_frames: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    samples_per_pixel: int
+    photometric: str
+    offset: int | None = None
+    length: int | None = None
+
+
+@dataclass(frozen=True)
 class Stack:
     """One image stack planned for conversion.
 
@@ -37,6 +59,7 @@ class Stack:
     bits_allocated: int
     est_bytes: int
     frames: tuple[int, ...] = ()
+    pixels: tuple[PixelInfo, ...] = ()  # one per entry of ``files`` when the index knows it
     kind: str = "slices"  # "slices" | "mosaic" | "enhanced"
     warnings: tuple[str, ...] = ()
 

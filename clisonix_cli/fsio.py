@@ -36,7 +36,11 @@ def atomic_write(final: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_bytes(final: Path, data: bytes) -> None:
     """Write ``data`` to ``final`` atomically."""
-    atomic_write(final, lambda p: p.write_bytes(data))
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(final, write)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

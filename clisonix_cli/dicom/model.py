@@ -36,6 +36,41 @@ class PixelInfo:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """A problem the index found in a stack, with the stable code of the error it maps to.
+
+    ``blocking`` problems make :func:`clisonix_cli.dicom.volume.load_stack` raise the error of
+    ``code`` (missing slices, uneven spacing, no geometry); the others are warnings only.
+    """
+
+    code: str
+    message: str
+    blocking: bool = False
+
+
+@dataclass(frozen=True)
+class StackGeometry:
+    """What the index read about a stack's geometry, so that conversion parses nothing again.
+
+    ``positions`` and ``rescale`` have one entry per entry of :attr:`Stack.files`, in the same
+    order: (0020,0032) Image Position (Patient) in LPS mm and (slope, intercept).
+    ``orientation`` is (0020,0037) (row direction, then column direction) and ``pixel_spacing``
+    is (0028,0030) = (spacing between rows, spacing between columns). ``slice_spacing`` is
+    (0018,0088) Spacing Between Slices, else (0018,0050) Slice Thickness, used only where the
+    positions cannot give the slice step (one slice, mosaics). For Siemens mosaics,
+    ``mosaic_tiles`` is NumberOfImagesInMosaic and ``mosaic_normal`` the CSA SliceNormalVector.
+    """
+
+    orientation: tuple[float, ...]
+    pixel_spacing: tuple[float, float]
+    positions: tuple[tuple[float, float, float], ...]
+    rescale: tuple[tuple[float, float], ...]
+    slice_spacing: float | None = None
+    mosaic_tiles: int = 0
+    mosaic_normal: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Stack:
     """One image stack planned for conversion.
 
@@ -59,9 +94,19 @@ class Stack:
     bits_allocated: int
     est_bytes: int
     frames: tuple[int, ...] = ()
-    pixels: tuple[PixelInfo, ...] = ()  # one per entry of ``files`` when the index knows it
+    pixels: tuple[
+        PixelInfo, ...
+    ] = ()  # one per entry of ``files`` when the index knows it
     kind: str = "slices"  # "slices" | "mosaic" | "enhanced"
     warnings: tuple[str, ...] = ()
+    # None when the files carry no usable geometry
+    geometry: StackGeometry | None = None
+    # every problem found, blocking or not
+    problems: tuple[Problem, ...] = ()
+    # why this series was split into several stacks ("" if it was not)
+    split_reason: str = ""
+    # sidecar-safe acquisition fields (no patient identifiers), sorted by key
+    meta: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +129,10 @@ class ScanResult:
     n_dicom: int
     n_non_dicom: int
     transfer_syntaxes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # paths of the files that are not DICOM (text, PDF, NIfTI...)
+    non_dicom: list[str] = field(default_factory=list)
+    # files that could not be opened or hold no bytes (also listed in ``skipped``)
+    n_unreadable: int = 0
 
 
 @dataclass(frozen=True)

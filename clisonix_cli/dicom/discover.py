@@ -1,0 +1,150 @@
+"""Find candidate files under a root folder, or read them from a list, in a stable order.
+
+Nothing here decides what is DICOM: :mod:`clisonix_cli.dicom.index` reads each candidate's
+first bytes (the ``DICM`` marker at offset 128, or a dataset that starts without one) and
+decides by content, never by file extension.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from clisonix_cli.errors import InputUnreadableError
+
+__all__ = ["list_files", "read_file_list", "relative_name"]
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """POSIX path of ``path`` relative to ``root`` (``..`` parts when it lies outside).
+
+    Parameters
+    ----------
+    path : Path
+        A file path, absolute or relative to the current directory.
+    root : Path
+        The scan root.
+
+    Returns
+    -------
+    str
+        The name used in every record and message (never an absolute path when the file lies
+        under ``root``).
+    """
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return Path(rel).as_posix()
+
+
+def list_files(root: Path) -> list[str]:
+    """Every regular file under ``root``, recursively, as sorted relative POSIX paths.
+
+    Hidden files and folders are included (a PACS export may use any name); symbolic links to
+    files are followed, links to folders are not (no cycles). Sub-folders that cannot be listed
+    are ignored; the root itself must be listable.
+
+    Parameters
+    ----------
+    root : Path
+        The folder to walk.
+
+    Returns
+    -------
+    list of str
+        Relative paths, sorted by their text (the same order on every machine).
+
+    Raises
+    ------
+    InputUnreadableError
+        ``root`` is not a folder or cannot be listed.
+    """
+    if not root.is_dir():
+        raise InputUnreadableError(
+            f"{root}: not a folder - give the folder that holds the DICOM files"
+        )
+    try:
+        os.listdir(root)
+    except OSError as exc:
+        raise InputUnreadableError(
+            f"{root}: cannot list the folder ({exc.strerror}) - check its permissions"
+        ) from None
+    out: list[str] = []
+    base = os.path.abspath(root)
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, base)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if not os.path.isfile(full):  # sockets, fifos, dangling links
+                continue
+            rel = name if rel_dir == "." else os.path.join(rel_dir, name)
+            out.append(Path(rel).as_posix())
+    out.sort()
+    return out
+
+
+def read_file_list(source: str | Path, root: Path) -> list[str]:
+    """Read a ``--files-from`` list: one path per line, ``-`` for standard input.
+
+    Blank lines and lines starting with ``#`` are ignored. Relative paths are taken relative
+    to ``root`` (as rsync's ``--files-from`` does); absolute paths are used as they are.
+    Duplicates are dropped and the result is sorted.
+
+    Parameters
+    ----------
+    source : str or Path
+        The list file, or ``"-"`` for standard input.
+    root : Path
+        The scan root.
+
+    Returns
+    -------
+    list of str
+        Paths relative to ``root``, sorted.
+
+    Raises
+    ------
+    InputUnreadableError
+        The list cannot be read.
+    """
+    lines: Iterable[str]
+    if str(source) == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            lines = Path(source).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputUnreadableError(
+                f"{source}: cannot read the file list ({exc}) - give a UTF-8 text file "
+                "with one path per line"
+            ) from None
+    return normalize_files(
+        [
+            Path(line.strip())
+            for line in lines
+            if line.strip() and not line.startswith("#")
+        ],
+        root,
+    )
+
+
+def normalize_files(files: Sequence[Path], root: Path) -> list[str]:
+    """Turn given paths (absolute, or relative to ``root``) into sorted unique relative names.
+
+    Parameters
+    ----------
+    files : sequence of Path
+        The paths.
+    root : Path
+        The scan root.
+
+    Returns
+    -------
+    list of str
+        Sorted unique POSIX paths relative to ``root``.
+    """
+    names = {
+        relative_name(f if f.is_absolute() else root / f, root) for f in files if str(f)
+    }
+    return sorted(names)

@@ -66,6 +66,11 @@ class PipelineFileError(PipelineError):
     summary = "The pipeline file cannot be read or is not valid TOML."
 
 
+class PipelineSyntaxError(PipelineError):
+    code = "CLX-E016"
+    summary = "Invalid pipeline: an --op spec or a TOML [[op]] entry is malformed."
+
+
 class OutputConflictError(UsageError):
     code = "CLX-E020"
     summary = "OUT_DIR holds outputs of another pipeline; use a new folder or --overwrite."

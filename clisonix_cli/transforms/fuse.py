@@ -1,0 +1,486 @@
+"""Pointwise fusion: a run of intensity ops collapses into one pass over the volume.
+
+Every pointwise op of this package (``rescale``, ``window``, ``clip``, ``normalize``,
+``cast``) maps a real voxel value ``x`` to ``clip(a * x + b, lo, hi)``, optionally followed
+by a rounding cast to an integer dtype. ``normalize`` and ``cast:scale=fit`` first need
+whole-volume statistics of their input; those are computed by a statistics pass that reads
+the *original* input through the maps composed so far (nothing is materialised).
+
+Maps of this form compose into one (:meth:`Clamp.then`), negative slopes swap the bounds,
+so a chain costs one read of the input and one write of the output whatever its length.
+The input's pending modality rescale (``vol * slope + intercept``) is the first map of every
+chain, so it is folded in for free.
+
+Precision: the fused kernel computes each voxel in float64 (one multiply-add, two compares,
+one rounding) and stores once. float64 keeps the composed map exact to ~1e-16 relative, so
+rounding to an integer dtype lands on the same integer as a step-by-step float64 reference
+except at exact ``.5`` ties; the pass is memory-bound, so float64 arithmetic costs nothing
+measurable against float32 (measured: see docs/ops-intensity.md).
+
+Determinism: pointwise results do not depend on the partition; statistics are reduced per
+slice into fixed slots and summed in slice order, so they do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clisonix_cli.transforms._declare import Op, kernel, prange
+from clisonix_cli.transforms.image import Image
+
+INF = math.inf
+
+#: Integer output dtypes a pointwise chain may end with (name -> (min, max)).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "uint8": (0, 255),
+    "int16": (-32768, 32767),
+    "uint16": (0, 65535),
+}
+
+#: Voxels per parallel chunk of the fused map (256 KiB of float32: fits L2, balances).
+CHUNK = 1 << 16
+
+MASKS = ("all", "nonzero", "above")
+
+
+@dataclass(frozen=True)
+class Clamp:
+    """The map ``y = min(max(a * x + b, lo), hi)`` on real values (NaN propagates)."""
+
+    a: float = 1.0
+    b: float = 0.0
+    lo: float = -INF
+    hi: float = INF
+
+    def __call__(self, x: float) -> float:
+        """Evaluate the map on one value (Python floats; used for statistics)."""
+        y = self.a * x + self.b
+        return min(max(y, self.lo), self.hi)
+
+    @property
+    def is_identity(self) -> bool:
+        return self == Clamp()
+
+    def then(self, nxt: Clamp) -> Clamp:
+        """The composed map ``nxt(self(x))`` as one :class:`Clamp`.
+
+        ``nxt.a * clip(u, lo, hi) + nxt.b = clip(nxt.a * u + nxt.b, ...)`` with the bounds
+        mapped (swapped when ``nxt.a < 0``); two clips compose to one clip whose bounds are
+        clamped into the outer interval (a disjoint pair gives a constant).
+        """
+        a2, b2 = nxt.a, nxt.b
+        if a2 == 0.0:
+            const = min(max(b2, nxt.lo), nxt.hi)
+            return Clamp(0.0, const, const, const)
+        a = a2 * self.a
+        b = a2 * self.b + b2
+        m_lo = a2 * self.lo + b2
+        m_hi = a2 * self.hi + b2
+        lo1, hi1 = (m_lo, m_hi) if a2 > 0 else (m_hi, m_lo)
+        lo = min(max(lo1, nxt.lo), nxt.hi)
+        hi = max(min(hi1, nxt.hi), nxt.lo)
+        return Clamp(a, b, lo, hi)
+
+
+@dataclass(frozen=True)
+class PointStep:
+    """What one pointwise op does, as :mod:`fuse` needs it.
+
+    ``clamp`` maps real input values to the op's output values; ``dtype`` is the output
+    dtype name (``float32`` or an :data:`INT_RANGES` key: round half to even, saturate,
+    NaN -> 0); ``slope``/``intercept`` are the output's pending rescale (``cast:scale=fit``).
+    """
+
+    clamp: Clamp
+    dtype: str = "float32"
+    slope: float = 1.0
+    intercept: float = 0.0
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and standard deviation (population, ddof=0) of the selected values."""
+
+    count: int
+    mean: float
+    std: float
+
+
+class PointContext:
+    """The input of the next pointwise op: the original volume seen through a map.
+
+    Ops call :meth:`moments`, :meth:`extrema` or :meth:`percentiles` to get statistics of
+    their input values; NaN values are left out of every statistic.
+    """
+
+    def __init__(self, vol: np.ndarray, clamp: Clamp) -> None:
+        self.vol = vol
+        self.clamp = clamp
+
+    def _mask_args(self, mask: str, threshold: float) -> tuple[int, float]:
+        return MASKS.index(mask), float(threshold)
+
+    def moments(self, mask: str = "all", threshold: float = 0.0) -> Moments:
+        """Mean and std of the (masked) values, float64 accumulation."""
+        m, t = self._mask_args(mask, threshold)
+        c = self.clamp
+        flat = self.vol.reshape(self.vol.shape[0], -1)
+        shift = _shift_estimate(flat, c, m, t)
+        parts = np.zeros((flat.shape[0], 3), dtype=np.float64)
+        _moments(flat, c.a, c.b, c.lo, c.hi, m, t, shift, parts)
+        n = float(parts[:, 0].sum())
+        if n == 0:
+            return Moments(0, 0.0, 0.0)
+        s1 = float(parts[:, 1].sum()) / n
+        s2 = float(parts[:, 2].sum()) / n
+        var = max(s2 - s1 * s1, 0.0)
+        return Moments(int(n), shift + s1, math.sqrt(var))
+
+    def extrema(
+        self, mask: str = "all", threshold: float = 0.0
+    ) -> tuple[int, float, float]:
+        """Count, min and max of the (masked) values (0, 0.0, 0.0 when none)."""
+        m, t = self._mask_args(mask, threshold)
+        c = self.clamp
+        flat = self.vol.reshape(self.vol.shape[0], -1)
+        parts = np.zeros((flat.shape[0], 3), dtype=np.float64)
+        _extrema(flat, c.a, c.b, c.lo, c.hi, m, t, parts)
+        n = int(parts[:, 0].sum())
+        if n == 0:
+            return 0, 0.0, 0.0
+        has = parts[:, 0] > 0
+        return n, float(parts[has, 1].min()), float(parts[has, 2].max())
+
+    def percentiles(
+        self, qs: Sequence[float], mask: str = "all", threshold: float = 0.0
+    ) -> tuple[float, ...] | None:
+        """Percentiles (numpy's default ``linear`` method) of the (masked) values.
+
+        The map is monotone, so the order statistics of the mapped values are the mapped
+        order statistics of the stored values: the selected stored values are gathered
+        into one buffer of the *input* dtype (no float64 copy) and partially sorted in place.
+        Returns None when no value is selected.
+        """
+        m, t = self._mask_args(mask, threshold)
+        c = self.clamp
+        flat = self.vol.reshape(-1)
+        buf = np.empty(flat.shape[0], dtype=flat.dtype)
+        n = int(_gather(flat, c.a, c.b, c.lo, c.hi, m, t, buf))
+        if n == 0:
+            return None
+        buf = buf[:n]
+        out = []
+        for q in qs:
+            h = (n - 1) * (q / 100.0)
+            k = int(math.floor(h))
+            k1 = min(k + 1, n - 1)
+            frac = h - k
+            if (
+                c.a < 0
+            ):  # decreasing map: the k-th smallest output is the k-th largest input
+                k, k1 = n - 1 - k, n - 1 - k1
+            lo_v = c(float(_select(buf, k)))
+            hi_v = c(float(_select(buf, k1)))
+            out.append(_lerp(lo_v, hi_v, frac))
+        return tuple(out)
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's ``_lerp`` (the ``linear`` percentile method), same rounding."""
+    diff = b - a
+    return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t
+
+
+def _shift_estimate(flat: np.ndarray, c: Clamp, mask: int, thr: float) -> float:
+    """A value near the mean (strided sample) to shift sums by: keeps the variance exact."""
+    sample = flat.reshape(-1)[:: max(1, flat.size // 4096)].astype(np.float64)
+    vals = np.clip(sample * c.a + c.b, c.lo, c.hi)
+    vals = vals[~np.isnan(vals)]
+    if mask == 1:
+        vals = vals[vals != 0]
+    elif mask == 2:
+        vals = vals[vals > thr]
+    return float(vals.mean()) if vals.size else 0.0
+
+
+# --- kernels ------------------------------------------------------------------------------
+
+
+@kernel()
+def _mapv(x: float, a: float, b: float, lo: float, hi: float) -> float:
+    """One value through the map (float64); NaN propagates."""
+    v = x * a + b
+    if v < lo:
+        v = lo
+    if v > hi:
+        v = hi
+    return v
+
+
+@kernel()
+def _selected(v: float, mask: int, thr: float) -> bool:
+    """Mask predicate on a mapped value: 0 all, 1 nonzero, 2 above ``thr``; never NaN."""
+    if v != v:
+        return False
+    if mask == 1:
+        return v != 0.0
+    if mask == 2:
+        return v > thr
+    return True
+
+
+@kernel(parallel=True)
+def _map_float(
+    src: np.ndarray, a: float, b: float, lo: float, hi: float, out: np.ndarray
+) -> None:
+    """1-D any numeric in, 1-D float out: out = clip(src * a + b, lo, hi) in float64."""
+    n = src.shape[0]
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for ch in prange(nchunks):
+        start = ch * CHUNK
+        stop = min(start + CHUNK, n)
+        for i in range(start, stop):
+            v = src[i] * a + b
+            if v < lo:
+                v = lo
+            if v > hi:
+                v = hi
+            out[i] = v
+
+
+@kernel(parallel=True)
+def _map_int(
+    src: np.ndarray, a: float, b: float, lo: float, hi: float, out: np.ndarray
+) -> None:
+    """1-D any numeric in, 1-D integer out: rint(clip(src * a + b, lo, hi)), NaN -> 0.
+
+    ``lo``/``hi`` already include the output dtype's range (saturation).
+    """
+    n = src.shape[0]
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for ch in prange(nchunks):
+        start = ch * CHUNK
+        stop = min(start + CHUNK, n)
+        for i in range(start, stop):
+            v = src[i] * a + b
+            if v < lo:
+                v = lo
+            if v > hi:
+                v = hi
+            if v != v:
+                v = 0.0
+            out[i] = np.rint(v)
+
+
+@kernel(parallel=True)
+def _moments(
+    flat: np.ndarray,
+    a: float,
+    b: float,
+    lo: float,
+    hi: float,
+    mask: int,
+    thr: float,
+    shift: float,
+    parts: np.ndarray,
+) -> None:
+    """(S, N) in; parts[s] = (count, sum(v - shift), sum((v - shift)^2)) per slice."""
+    for s in prange(flat.shape[0]):
+        n = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        for i in range(flat.shape[1]):
+            v = _mapv(flat[s, i], a, b, lo, hi)
+            if _selected(v, mask, thr):
+                d = v - shift
+                n += 1.0
+                s1 += d
+                s2 += d * d
+        parts[s, 0] = n
+        parts[s, 1] = s1
+        parts[s, 2] = s2
+
+
+@kernel(parallel=True)
+def _extrema(
+    flat: np.ndarray,
+    a: float,
+    b: float,
+    lo: float,
+    hi: float,
+    mask: int,
+    thr: float,
+    parts: np.ndarray,
+) -> None:
+    """(S, N) in; parts[s] = (count, min, max) of the selected mapped values per slice."""
+    for s in prange(flat.shape[0]):
+        n = 0.0
+        mn = np.inf
+        mx = -np.inf
+        for i in range(flat.shape[1]):
+            v = _mapv(flat[s, i], a, b, lo, hi)
+            if _selected(v, mask, thr):
+                n += 1.0
+                if v < mn:
+                    mn = v
+                if v > mx:
+                    mx = v
+        parts[s, 0] = n
+        parts[s, 1] = mn
+        parts[s, 2] = mx
+
+
+@kernel()
+def _gather(
+    flat: np.ndarray,
+    a: float,
+    b: float,
+    lo: float,
+    hi: float,
+    mask: int,
+    thr: float,
+    buf: np.ndarray,
+) -> int:
+    """Copy the stored values whose mapped value is selected into ``buf``; return count."""
+    n = 0
+    for i in range(flat.shape[0]):
+        x = flat[i]
+        v = _mapv(x, a, b, lo, hi)
+        if _selected(v, mask, thr) and x == x:
+            buf[n] = x
+            n += 1
+    return n
+
+
+@kernel()
+def _select(buf: np.ndarray, k: int) -> float:
+    """k-th smallest of ``buf`` (partially reorders it in place; Hoare quickselect)."""
+    left = 0
+    right = buf.shape[0] - 1
+    while right > left:
+        mid = (left + right) // 2
+        # median of three as the pivot keeps sorted and constant runs O(n)
+        x0 = buf[left]
+        x1 = buf[mid]
+        x2 = buf[right]
+        if x1 < x0:
+            x0, x1 = x1, x0
+        if x2 < x1:
+            x1 = x2
+            if x1 < x0:
+                x1 = x0
+        pivot = x1
+        i = left
+        j = right
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = buf[i]
+                buf[i] = buf[j]
+                buf[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            right = j
+        elif k >= i:
+            left = i
+        else:
+            return float(buf[k])
+    return float(buf[k])
+
+
+# --- drivers ------------------------------------------------------------------------------
+
+
+def map_volume(vol: np.ndarray, clamp: Clamp, dtype: str) -> np.ndarray:
+    """Apply ``clamp`` (and the rounding cast of ``dtype``) to ``vol`` in one pass.
+
+    Parameters
+    ----------
+    vol : (S, R, C) ndarray
+        Stored values, any numeric dtype and strides (made contiguous if needed).
+    clamp : Clamp
+        The composed map from stored values to output values.
+    dtype : str
+        ``float32`` or a key of :data:`INT_RANGES`.
+
+    Returns
+    -------
+    (S, R, C) ndarray of ``dtype``
+        A new array, or ``vol`` itself when the map is the identity and the dtype matches.
+    """
+    if clamp.is_identity and vol.dtype == np.dtype(dtype):
+        return vol
+    src = np.ascontiguousarray(vol)
+    if src.dtype == np.bool_:
+        src = src.view(np.uint8)
+    out = np.empty(src.shape, dtype=dtype)
+    flat_in = src.reshape(-1)
+    flat_out = out.reshape(-1)
+    if dtype in INT_RANGES:
+        dmin, dmax = INT_RANGES[dtype]
+        c = clamp.then(Clamp(1.0, 0.0, float(dmin), float(dmax)))
+        _map_int(flat_in, c.a, c.b, c.lo, c.hi, flat_out)
+    else:
+        c = clamp
+        _map_float(flat_in, c.a, c.b, c.lo, c.hi, flat_out)
+    return out
+
+
+def start_clamp(img: Image) -> Clamp:
+    """The map from ``img``'s stored values to its real values (the pending rescale)."""
+    return Clamp(float(img.slope), float(img.intercept))
+
+
+PointwiseFn = Callable[[PointContext, Mapping[str, Any]], PointStep]
+
+
+def run_pointwise(img: Image, steps: Sequence[tuple[Op, Mapping[str, Any]]]) -> Image:
+    """Run consecutive pointwise ops as few passes as possible (one, unless a step casts
+    to an integer dtype before the end of the chain, which ends a pass there).
+
+    Parameters
+    ----------
+    img : Image
+        Input image; its pending slope/intercept is folded into the first map.
+    steps : sequence of (Op, params)
+        Ops that declare ``pointwise``, with bound parameters (:meth:`Op.bind`).
+
+    Returns
+    -------
+    Image
+        Same affine; dtype, slope and intercept from the last step.
+    """
+    if not steps:
+        return img
+    clamp = start_clamp(img)
+    vol = img.vol
+    step = PointStep(clamp=Clamp())
+    pending = False
+    for k, (op, params) in enumerate(steps):
+        if op.pointwise is None:
+            raise ValueError(f"op '{op.name}' is not pointwise")
+        step = op.pointwise(PointContext(vol, clamp), params)
+        clamp = clamp.then(step.clamp)
+        pending = True
+        if step.dtype != "float32" and k < len(steps) - 1:
+            # a rounding cast is not affine: materialise it, start a new chain
+            vol = map_volume(vol, clamp, step.dtype)
+            clamp = Clamp(step.slope, step.intercept)
+            pending = False
+    if pending:
+        vol = map_volume(vol, clamp, step.dtype)
+    return Image(vol, img.affine_lps, slope=step.slope, intercept=step.intercept)
+
+
+def apply_one(op: Op, img: Image, params: Mapping[str, Any]) -> Image:
+    """``apply`` of a single pointwise op: a chain of one."""
+    return run_pointwise(img, [(op, params)])

@@ -1,0 +1,68 @@
+"""The op registry: every ``OP`` declared by a module of this package, by name.
+
+Modules are found with :mod:`pkgutil` (no hand-kept list can drift) and imported on the first
+call to :func:`all_ops`. Importing an op module imports numpy and the declarations only:
+kernels compile on their first call (see :mod:`clisonix_cli.transforms._declare`), so listing
+ops, parsing a pipeline and ``clisonix ops`` never import numba.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import threading
+
+from clisonix_cli.transforms._declare import Op
+
+_LOCK = threading.Lock()
+_OPS: dict[str, Op] | None = None
+
+#: Modules of this package that are not ops (helpers, the registry itself, ...).
+NOT_OPS = frozenset({"image", "registry", "pipeline", "fuse", "docs"})
+
+
+def _discover() -> dict[str, Op]:
+    import clisonix_cli.transforms as pkg
+
+    found: dict[str, Op] = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name in NOT_OPS or info.ispkg:
+            continue
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        op = getattr(module, "OP", None)
+        if not isinstance(op, Op):
+            continue
+        if op.name in found:
+            raise RuntimeError(
+                f"op name '{op.name}' declared twice ({info.name}.py and another module)"
+            )
+        found[op.name] = op
+    return dict(sorted(found.items()))
+
+
+def all_ops() -> dict[str, Op]:
+    """Every registered op by name, sorted by name (imports op modules once, lazily)."""
+    global _OPS
+    if _OPS is None:
+        with _LOCK:
+            if _OPS is None:
+                _OPS = _discover()
+    return dict(_OPS)
+
+
+def get_op(name: str) -> Op:
+    """The op called ``name``.
+
+    Raises
+    ------
+    PipelineError
+        Unknown name; the message lists the valid ones.
+    """
+    ops = all_ops()
+    if name not in ops:
+        from clisonix_cli.errors import PipelineError
+
+        raise PipelineError(
+            f"unknown op '{name}'; valid ops: {', '.join(ops)} (see clisonix ops)"
+        )
+    return ops[name]

@@ -73,7 +73,9 @@ class PipelineSyntaxError(PipelineError):
 
 class OutputConflictError(UsageError):
     code = "CLX-E020"
-    summary = "OUT_DIR holds outputs of another pipeline; use a new folder or --overwrite."
+    summary = (
+        "OUT_DIR holds outputs of another pipeline; use a new folder or --overwrite."
+    )
 
 
 class ShardSpecError(UsageError):

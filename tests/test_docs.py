@@ -34,5 +34,7 @@ def test_every_command_documented_and_has_a_page() -> None:
     index = (DOCS / "index.md").read_text(encoding="utf-8")
     for name, _ in COMMANDS:
         assert f"clisonix {name}" in cli_page, name
-    for link in [line.split("](")[1].split(")")[0] for line in index.splitlines() if "](" in line]:
+    for link in [
+        line.split("](")[1].split(")")[0] for line in index.splitlines() if "](" in line
+    ]:
         assert (DOCS / link).is_file(), f"docs/index.md links to missing {link}"

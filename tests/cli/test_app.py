@@ -10,7 +10,16 @@ from typer.testing import CliRunner
 from clisonix_cli import __version__
 from clisonix_cli.cli.app import app
 
-HEAVY = ("numba", "pydicom", "skimage", "scipy", "joblib", "nibabel", "dask", "distributed")
+HEAVY = (
+    "numba",
+    "pydicom",
+    "skimage",
+    "scipy",
+    "joblib",
+    "nibabel",
+    "dask",
+    "distributed",
+)
 
 
 def test_version() -> None:

@@ -1,8 +1,25 @@
-"""The subcommand table: (name, function). Add one line per subcommand module."""
+"""The subcommand table, in the order ``clisonix --help`` lists them.
+
+Each module imports only typer/rich at module level; heavy rooms load inside the command.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-COMMANDS: list[tuple[str, Callable[..., Any]]] = []
+from clisonix_cli.cli.bench import bench
+from clisonix_cli.cli.ops import ops
+from clisonix_cli.cli.scan import scan
+from clisonix_cli.cli.synth import synth
+from clisonix_cli.cli.transform import transform
+from clisonix_cli.cli.verify import verify
+
+COMMANDS: list[tuple[str, Callable[..., Any]]] = [
+    ("scan", scan),
+    ("transform", transform),
+    ("ops", ops),
+    ("verify", verify),
+    ("synth", synth),
+    ("bench", bench),
+]

@@ -1,0 +1,274 @@
+"""Timing primitives: warm-up, repeats, robust summaries, peak memory of a child process.
+
+A figure is always the summary of several timed calls after an untimed warm-up call (which
+absorbs numba compilation, page-cache misses and lazy imports; its duration is kept apart as
+``first_call_ms``). The summary is the median with the interquartile range, plus min and max,
+so a busy machine shows up as a wide spread rather than a silently wrong mean.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class ChildProcessFailed(RuntimeError):
+    """A measuring subprocess failed; the message carries the tail of its stderr.
+
+    The suites catch it and record the failure in the section it belongs to, so one broken
+    measurement does not lose the others.
+    """
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Summary of repeated wall-clock samples, in seconds.
+
+    Attributes
+    ----------
+    samples : tuple of float
+        Every timed call, in the order they ran (the warm-up call excluded).
+    first_call : float or None
+        Duration of the untimed warm-up call (compilation and caches included), if any.
+    """
+
+    samples: tuple[float, ...]
+    first_call: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            raise ValueError("a Timing needs at least one sample")
+        if not all(math.isfinite(s) and s >= 0 for s in self.samples):
+            raise ValueError(f"samples must be finite and >= 0, got {self.samples}")
+
+    @property
+    def median(self) -> float:
+        """Median sample (seconds)."""
+        return quantile(self.samples, 0.5)
+
+    @property
+    def q1(self) -> float:
+        """First quartile (seconds)."""
+        return quantile(self.samples, 0.25)
+
+    @property
+    def q3(self) -> float:
+        """Third quartile (seconds)."""
+        return quantile(self.samples, 0.75)
+
+    @property
+    def iqr(self) -> float:
+        """Interquartile range (seconds)."""
+        return self.q3 - self.q1
+
+    @property
+    def min(self) -> float:
+        """Fastest sample (seconds)."""
+        return min(self.samples)
+
+    @property
+    def max(self) -> float:
+        """Slowest sample (seconds)."""
+        return max(self.samples)
+
+    def as_ms(self) -> dict[str, float | int]:
+        """The summary in milliseconds, as stored in the benchmark document."""
+        out: dict[str, float | int] = {
+            "median_ms": self.median * 1e3,
+            "q1_ms": self.q1 * 1e3,
+            "q3_ms": self.q3 * 1e3,
+            "iqr_ms": self.iqr * 1e3,
+            "min_ms": self.min * 1e3,
+            "max_ms": self.max * 1e3,
+            "repeats": len(self.samples),
+        }
+        if self.first_call is not None:
+            out["first_call_ms"] = self.first_call * 1e3
+        return out
+
+
+#: Timed calls after a warm-up slower than ``slow_s`` (see :func:`time_call`).
+SLOW_REPEATS = 3
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default method) of a non-empty sequence.
+
+    Parameters
+    ----------
+    values : sequence of float
+        Samples, any order.
+    q : float
+        Quantile in [0, 1].
+
+    Returns
+    -------
+    float
+        The interpolated quantile.
+    """
+    if not values:
+        raise ValueError("quantile of an empty sequence")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    frac = pos - lo
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * frac
+
+
+def time_call(
+    func: Callable[[], object],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    setup: Callable[[], object] | None = None,
+    slow_s: float | None = None,
+) -> Timing:
+    """Time ``func()`` after ``warmup`` untimed calls; return the summary of ``repeats`` calls.
+
+    Parameters
+    ----------
+    func : callable
+        The work to time, with no arguments (close over the inputs).
+    repeats : int
+        Number of timed calls, >= 1.
+    warmup : int
+        Untimed calls first; the duration of the first one is kept as ``first_call``.
+    setup : callable, optional
+        Called before every call (timed or not), outside the timed region (e.g. to empty an
+        output folder).
+    slow_s : float, optional
+        When the warm-up call took longer than this, run at most :data:`SLOW_REPEATS`
+        timed calls (a median of 3 is enough for a call that takes seconds).
+
+    Returns
+    -------
+    Timing
+        Samples in seconds.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    first: float | None = None
+    for i in range(warmup):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        func()
+        if i == 0:
+            first = time.perf_counter() - t0
+    if slow_s is not None and first is not None and first > slow_s:
+        repeats = min(repeats, SLOW_REPEATS)
+    samples: list[float] = []
+    gc_was_enabled = gc.isenabled()
+    # As timeit does: no cyclic collection inside a sample (arrays are freed by reference
+    # counting anyway). No gc.collect() either: with numba and scipy loaded, a full
+    # collection takes ~0.1 s, longer than most samples.
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            if setup is not None:
+                setup()
+            t0 = time.perf_counter()
+            func()
+            samples.append(time.perf_counter() - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return Timing(tuple(samples), first_call=first)
+
+
+def rate(amount: float, seconds: float) -> float:
+    """``amount / seconds``; raises on a non-positive duration rather than returning inf."""
+    if not seconds > 0:
+        raise ValueError(f"duration must be > 0 s to form a rate, got {seconds}")
+    return amount / seconds
+
+
+def run_child(
+    module_args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """Run ``python -m clisonix_cli.bench.child ARGS`` and return the JSON it prints.
+
+    The child reports its own peak resident set size (the kernel's RSS high-water mark of
+    its process image, see :func:`peak_rss_mib_self`: nothing between samples is missed)
+    and the wall time of what it measured; see :mod:`clisonix_cli.bench.child`.
+
+    Parameters
+    ----------
+    module_args : sequence of str
+        Arguments after the module name.
+    env : mapping, optional
+        Extra environment variables (e.g. ``NUMBA_CACHE_DIR``).
+    timeout : float
+        Seconds before the child is killed.
+
+    Returns
+    -------
+    dict
+        The child's last stdout line, parsed as JSON, plus ``process_s``: the wall time of
+        the whole subprocess (interpreter start to exit) seen from here.
+    """
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    cmd = [sys.executable, "-m", "clisonix_cli.bench.child", *module_args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(  # noqa: S603 - our own interpreter and module
+        cmd, capture_output=True, text=True, env=full_env, timeout=timeout, check=False
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+        raise ChildProcessFailed(
+            f"benchmark subprocess '{' '.join(module_args[:1])}' exited {proc.returncode}: {tail}"
+        )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    if not lines:
+        raise ChildProcessFailed(
+            f"benchmark subprocess '{' '.join(module_args[:1])}' printed no result"
+        )
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["process_s"] = wall
+    return result
+
+
+def peak_rss_mib_self() -> float:
+    """This process's peak resident set size in MiB.
+
+    On Linux, ``VmHWM`` of ``/proc/self/status``: the high-water mark of this process
+    image's memory. Not ``getrusage().ru_maxrss``: Linux carries the *parent's* high-water
+    mark across ``fork`` + ``exec`` into it, so a child started by a big benchmark process
+    would report the parent's peak (measured: 921 MiB instead of 227 MiB). Elsewhere,
+    ``ru_maxrss`` (bytes on macOS, KiB on other systems).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(peak) / 2**20 if sys.platform == "darwin" else float(peak) / 1024
+
+
+def current_rss_mib() -> float:
+    """This process's resident set size now, in MiB (psutil)."""
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 2**20

@@ -1,0 +1,291 @@
+"""``clisonix transform``: run a pipeline of ops over every DICOM stack under IN_DIR."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, say
+
+if TYPE_CHECKING:
+    from clisonix_cli.taskarray.execute import RunResult
+
+_SHOWN = 20  # failed tasks / bad files listed one by one on stderr
+
+
+def transform(
+    in_dir: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            file_okay=False,
+            help="Input folder (read only, never modified).",
+        ),
+    ],
+    out_dir: Annotated[
+        Path, typer.Argument(help="Output folder (created; the only place written).")
+    ],
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline",
+            envvar="CLISONIX_PIPELINE",
+            metavar="FILE.toml",
+            help="Pipeline file; its ops run before any --op.",
+        ),
+    ] = None,
+    op: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--op",
+            envvar="CLISONIX_OP",
+            metavar="NAME:key=value,...",
+            help="One op (repeatable, in order). No op at all = pure conversion.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            envvar="CLISONIX_FORMAT",
+            help="Output format: nifti, nifti-gz, npy or dicom.",
+        ),
+    ] = "nifti-gz",
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            envvar="CLISONIX_JOBS",
+            help="Tasks running at once (0 = every core).",
+        ),
+    ] = 0,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            envvar="CLISONIX_BACKEND",
+            help="loky (processes), threads or dask; default loky, or dask with a "
+            "scheduler.",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            envvar="CLISONIX_SCHEDULER",
+            metavar="tcp://HOST:PORT",
+            help="Address of a running Dask scheduler (implies --backend dask).",
+        ),
+    ] = None,
+    scheduler_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--scheduler-file",
+            envvar="CLISONIX_SCHEDULER_FILE",
+            help="Dask scheduler file (dask scheduler --scheduler-file).",
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout",
+            envvar="CLISONIX_CONNECT_TIMEOUT",
+            metavar="SEC",
+            help="Seconds to reach the Dask scheduler before giving up (exit 3).",
+        ),
+    ] = 10.0,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            envvar="CLISONIX_RETRIES",
+            help="Extra attempts after a worker death or a failed write.",
+        ),
+    ] = 0,
+    task_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--task-timeout",
+            envvar="CLISONIX_TASK_TIMEOUT",
+            metavar="SEC",
+            help="Fail a task that runs longer than this (CLX-E151).",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            envvar="CLISONIX_SHARD",
+            metavar="I/N",
+            help="Run only part I of N (0-based; whole studies per part).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            envvar="CLISONIX_RESUME",
+            help="Skip tasks whose outputs exist intact for this pipeline.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            envvar="CLISONIX_OVERWRITE",
+            help="Write into OUT_DIR even if another pipeline or program wrote it.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            envvar="CLISONIX_DRY_RUN",
+            help="Print the plan (tasks, shards, bytes) and write nothing.",
+        ),
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            envvar="CLISONIX_JSON",
+            help="Print the summary (or plan) as one JSON document on stdout.",
+        ),
+    ] = False,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast",
+            envvar="CLISONIX_FAIL_FAST",
+            help="Stop at the first failed task; the rest are recorded as cancelled.",
+        ),
+    ] = False,
+    files_from: Annotated[
+        str | None,
+        typer.Option(
+            "--files-from",
+            envvar="CLISONIX_FILES_FROM",
+            metavar="FILE|-",
+            help="Use only the files listed in FILE (one per line, relative to IN_DIR); "
+            "'-' reads standard input.",
+        ),
+    ] = None,
+) -> None:
+    """Run a pipeline of ops over every DICOM stack under IN_DIR into OUT_DIR.
+
+    One task per image stack; outputs are written atomically with a manifest record per task
+    (OUT_DIR/manifest.jsonl). Exit 0 all tasks ok, 1 some failed, 2 usage or configuration
+    error, 3 environment error (OUT_DIR not writable, scheduler unreachable).
+
+    Example: clisonix transform scans/ out/ --op rescale --op window:preset=brain --jobs 4
+    """
+    from clisonix_cli.cli._progress import RunProgress
+    from clisonix_cli.taskarray.config import RunConfig
+    from clisonix_cli.taskarray.execute import run
+
+    started = time.monotonic()
+    with reporting_errors():
+        config = RunConfig.from_cli(
+            in_dir=in_dir,
+            out_dir=out_dir,
+            ops=op,
+            pipeline=pipeline,
+            fmt=fmt,
+            jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            scheduler_file=scheduler_file,
+            retries=retries,
+            task_timeout=task_timeout,
+            shard=shard,
+            resume=resume,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            fail_fast=fail_fast,
+            files_from=files_from,
+            connect_timeout=connect_timeout,
+        )
+        progress = RunProgress(rich_bar=err_console.is_terminal and not dry_run)
+        with progress:
+            result = run(config, on_event=progress)
+    if json_out:
+        emit_json(result.summary())
+    elif dry_run:
+        _render_plan(result)
+    if not dry_run:
+        _render_summary(result, time.monotonic() - started)
+    raise typer.Exit(result.exit_code)
+
+
+def _render_plan(result: RunResult) -> None:
+    """The plan as a table on stdout (data, so stdout)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    doc = result.summary()
+    table = Table(title=None, show_lines=False)
+    for col in ("task", "shard", "study", "series", "stack", "files", "shape", "MiB"):
+        table.add_column(col, justify="right" if col in ("files", "MiB") else "left")
+    for t in doc["tasks"]:
+        table.add_row(
+            t["task"],
+            str(t["shard"]),
+            t["study"],
+            str(t["series_number"]),
+            escape(str(t["stack_key"])),
+            str(t["n_files"]),
+            "x".join(map(str, t["shape"])),
+            f"{t['est_bytes'] / 2**20:.1f}",
+        )
+    out = Console(soft_wrap=True, highlight=False)
+    if not out.is_terminal:  # a pipe or a file: never cut a task id
+        out = Console(soft_wrap=True, highlight=False, width=160)
+    out.print(table)
+    shard = f" in shard {doc['shard']}" if doc["shard"] else ""
+    out.print(
+        escape(
+            f"{doc['n_tasks']} of {doc['n_tasks_total']} task(s){shard}, about "
+            f"{doc['est_bytes'] / 2**20:.1f} MiB decoded, format {doc['format']}, "
+            f"pipeline {doc['pipeline_sha256'][:12]}; {len(doc['skipped'])} file(s) "
+            "set aside by the scan"
+        )
+    )
+
+
+def _render_summary(result: RunResult, seconds: float) -> None:
+    """Counts, failed tasks and damaged files on stderr (one line each)."""
+    c = result.counts()
+    for rec in result.failed[:_SHOWN]:
+        err = rec.get("error") or {}
+        say(f"{err.get('code')}: {err.get('message')}", style="red")
+    bad = {id(r) for r in result.bad_files}
+    for rec in result.skipped[:_SHOWN]:  # damaged in red, the rest (no image) in yellow
+        err = rec.get("error") or {}
+        say(
+            f"{err.get('code')}: {rec['inputs'][0]}: {err.get('message')}",
+            style="red" if id(rec) in bad else "yellow",
+        )
+    hidden = max(0, len(result.failed) - _SHOWN) + max(0, len(result.skipped) - _SHOWN)
+    if hidden:
+        say(f"... and {hidden} more: see {result.manifest}")
+    if not result.plan.n_total:
+        say(
+            f"no convertible image stack found in {result.config.in_dir} "
+            f"({result.plan.n_files} file(s) looked at); check the folder",
+            style="yellow",
+        )
+    for rel in result.removed_temps:
+        say(f"removed stale temporary file {rel}")
+    cancelled = f" ({c['cancelled']} cancelled)" if c["cancelled"] else ""
+    manifest = result.config.out_dir / (result.manifest or "")
+    say(
+        f"{c['ok']} ok ({c['resumed']} resumed), {c['failed']} failed{cancelled}, "
+        f"{c['skipped_files']} file(s) set aside ({c['bad_files']} damaged) in "
+        f"{seconds:.1f} s; manifest: {manifest}",
+        style="bold green" if result.exit_code == 0 else "bold red",
+    )

@@ -1,0 +1,47 @@
+"""``clisonix verify``: re-check every output in OUT_DIR against its manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clisonix_cli.cli._console import emit_json, reporting_errors, say
+
+
+def verify(
+    out_dir: Annotated[
+        Path, typer.Argument(help="OUT_DIR of a transform run (with its manifest).")
+    ],
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            envvar="CLISONIX_JSON",
+            help="Print the report as one JSON document on stdout.",
+        ),
+    ] = False,
+) -> None:
+    """Re-hash every output against the merged manifest: missing, changed, extra files.
+
+    Exit 0 when every output matches, 1 when any file is missing, changed or extra,
+    2 when OUT_DIR holds no manifest.
+
+    Example: clisonix verify out/ --json
+    """
+    from clisonix_cli.taskarray.verify import verify as run_verify
+
+    with reporting_errors():
+        report = run_verify(out_dir)
+    if json_out:
+        emit_json(report.document())
+    for problem in report.problems():
+        say(problem.one_line(), style="red")
+    say(
+        f"{report.checked} output(s) checked from {', '.join(report.manifests)}: "
+        f"{len(report.missing)} missing, {len(report.changed)} changed, "
+        f"{len(report.extra)} extra",
+        style="bold green" if report.ok else "bold red",
+    )
+    raise typer.Exit(report.exit_code)

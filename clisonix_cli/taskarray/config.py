@@ -1,0 +1,265 @@
+"""The frozen description of one ``clisonix transform`` run.
+
+A :class:`RunConfig` is built once from the command line (or by a Python caller), validated
+completely, and never changed afterwards. Everything a task needs on a worker travels in
+:class:`clisonix_cli.taskarray.task.TaskContext`, which the driver derives from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clisonix_cli.errors import ShardSpecError, UsageError
+
+#: Output formats, as given to ``--format``.
+FORMATS: tuple[str, ...] = ("nifti", "nifti-gz", "npy", "dicom")
+#: Executors, as given to ``--backend``.
+BACKENDS: tuple[str, ...] = ("loky", "threads", "dask")
+
+#: Test-only: comma-separated series UIDs or task ids whose task kills its own worker
+#: process with SIGKILL. Read by the driver, carried to workers in the task context.
+TEST_CRASH_ENV = "CLISONIX_TEST_CRASH_SERIES"
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (affinity and cgroup quotas included).
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    from joblib import cpu_count
+
+    return max(1, int(cpu_count()))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One part ``index`` of ``count`` (``--shard I/N``, 0-based: ``0/3``, ``1/3``, ``2/3``)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ShardSpecError(
+                f"--shard {self.index}/{self.count}: expected I/N with N >= 1 and "
+                f"0 <= I < N (0-based), e.g. --shard 0/{max(self.count, 1)}"
+            )
+
+    @classmethod
+    def parse(cls, spec: str) -> Shard:
+        """Read ``"I/N"``.
+
+        Parameters
+        ----------
+        spec : str
+            Text such as ``"1/4"``.
+
+        Returns
+        -------
+        Shard
+
+        Raises
+        ------
+        ShardSpecError
+            When the text is not two integers ``I/N`` with ``0 <= I < N``.
+        """
+        head, sep, tail = spec.strip().partition("/")
+        try:
+            if not sep:
+                raise ValueError
+            index, count = int(head), int(tail)
+        except ValueError:
+            raise ShardSpecError(
+                f"--shard {spec!r}: expected I/N, two integers with 0 <= I < N "
+                "(0-based), e.g. --shard 0/4 ... --shard 3/4 for a 4-job array"
+            ) from None
+        return cls(index, count)
+
+    @property
+    def label(self) -> str:
+        """``"I/N"``."""
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of one run, validated.
+
+    Parameters
+    ----------
+    in_dir, out_dir : Path
+        Input folder (never modified) and output folder (the only place written).
+    op_specs : tuple of str
+        ``--op`` values in order; with ``pipeline_file`` the file's ops come first.
+    pipeline_file : Path or None
+        ``--pipeline FILE.toml``.
+    format : str
+        One of :data:`FORMATS`.
+    jobs : int
+        Parallel tasks; 0 means every core (:func:`cpu_cores`).
+    backend : str
+        One of :data:`BACKENDS`.
+    scheduler : str or None
+        ``tcp://HOST:PORT`` of a running Dask scheduler (``dask`` backend).
+    scheduler_file : Path or None
+        A Dask scheduler file (``dask scheduler --scheduler-file``).
+    retries : int
+        Extra attempts for a task that failed for a reason that can pass (a worker died, a
+        write failed, a timeout).
+    task_timeout : float or None
+        Seconds one task may run; None for no limit.
+    shard : Shard or None
+        Run only the tasks of this part of the plan.
+    resume, overwrite, dry_run, fail_fast : bool
+        See ``docs/transform.md``.
+    files_from : str or None
+        A file listing the input files (``-`` for stdin), instead of walking ``in_dir``.
+    connect_timeout : float
+        Seconds to wait for a Dask scheduler before giving up (exit 3).
+    test_crash : tuple of str
+        Test-only crash hook (see :data:`TEST_CRASH_ENV`).
+    """
+
+    in_dir: Path
+    out_dir: Path
+    op_specs: tuple[str, ...] = ()
+    pipeline_file: Path | None = None
+    format: str = "nifti-gz"
+    jobs: int = 0
+    backend: str = "loky"
+    scheduler: str | None = None
+    scheduler_file: Path | None = None
+    retries: int = 0
+    task_timeout: float | None = None
+    shard: Shard | None = None
+    resume: bool = False
+    overwrite: bool = False
+    dry_run: bool = False
+    fail_fast: bool = False
+    files_from: str | None = None
+    connect_timeout: float = 10.0
+    test_crash: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise UsageError(
+                f"--format {self.format!r}: unknown output format; "
+                f"choose one of {', '.join(FORMATS)}"
+            )
+        if self.backend not in BACKENDS:
+            raise UsageError(
+                f"--backend {self.backend!r}: unknown backend; "
+                f"choose one of {', '.join(BACKENDS)}"
+            )
+        if self.jobs < 0:
+            raise UsageError(
+                f"--jobs {self.jobs}: must be >= 0 (0 = every core, {cpu_cores()} here)"
+            )
+        if self.retries < 0:
+            raise UsageError(f"--retries {self.retries}: must be >= 0")
+        if self.task_timeout is not None and not self.task_timeout > 0:
+            raise UsageError(
+                f"--task-timeout {self.task_timeout}: must be > 0 seconds "
+                "(leave it out for no limit)"
+            )
+        if not self.connect_timeout > 0:
+            raise UsageError(
+                f"--connect-timeout {self.connect_timeout}: must be > 0 seconds"
+            )
+        if self.resume and self.overwrite:
+            raise UsageError(
+                "--resume and --overwrite contradict each other: --resume keeps finished "
+                "outputs, --overwrite redoes everything; give one of them"
+            )
+        if (self.scheduler or self.scheduler_file) and self.backend != "dask":
+            raise UsageError(
+                f"--scheduler/--scheduler-file need --backend dask, got --backend "
+                f"{self.backend}; drop --backend or set it to dask"
+            )
+        if self.scheduler and self.scheduler_file:
+            raise UsageError(
+                "--scheduler and --scheduler-file both given; give one of them"
+            )
+        in_abs, out_abs = self.in_dir.resolve(), self.out_dir.resolve()
+        if in_abs == out_abs or out_abs.is_relative_to(in_abs):
+            raise UsageError(
+                f"OUT_DIR {self.out_dir} lies inside IN_DIR {self.in_dir}; clisonix never "
+                "writes into the input folder - choose an output folder outside it"
+            )
+        if in_abs.is_relative_to(out_abs):
+            raise UsageError(
+                f"IN_DIR {self.in_dir} lies inside OUT_DIR {self.out_dir}; choose an "
+                "output folder that does not contain the input"
+            )
+
+    @classmethod
+    def from_cli(
+        cls,
+        *,
+        in_dir: Path,
+        out_dir: Path,
+        ops: list[str] | None = None,
+        pipeline: Path | None = None,
+        fmt: str = "nifti-gz",
+        jobs: int = 0,
+        backend: str | None = None,
+        scheduler: str | None = None,
+        scheduler_file: Path | None = None,
+        retries: int = 0,
+        task_timeout: float | None = None,
+        shard: str | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        dry_run: bool = False,
+        fail_fast: bool = False,
+        files_from: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> RunConfig:
+        """Build a config from command-line values.
+
+        ``backend`` None means ``dask`` when a scheduler is given, else ``loky``.
+        The test-only crash hook is read from the environment here.
+
+        Raises
+        ------
+        UsageError, ShardSpecError
+            Invalid or contradictory values (exit 2).
+        """
+        if backend is None:
+            backend = "dask" if (scheduler or scheduler_file) else "loky"
+        crash = tuple(
+            s.strip()
+            for s in os.environ.get(TEST_CRASH_ENV, "").split(",")
+            if s.strip()
+        )
+        return cls(
+            in_dir=in_dir,
+            out_dir=out_dir,
+            op_specs=tuple(ops or ()),
+            pipeline_file=pipeline,
+            format=fmt.strip().lower(),
+            jobs=jobs,
+            backend=backend.strip().lower(),
+            scheduler=scheduler or None,
+            scheduler_file=scheduler_file,
+            retries=retries,
+            task_timeout=task_timeout,
+            shard=Shard.parse(shard) if shard else None,
+            resume=resume,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            fail_fast=fail_fast,
+            files_from=files_from,
+            connect_timeout=connect_timeout,
+            test_crash=crash,
+        )
+
+    @property
+    def effective_jobs(self) -> int:
+        """``jobs``, with 0 replaced by the number of cores."""
+        return self.jobs if self.jobs > 0 else cpu_cores()

@@ -1,0 +1,381 @@
+"""Run a whole ``transform`` job: validate, scan, plan, resume, execute, record, summarize.
+
+Order of checks (nothing is read or written before the cheaper checks pass):
+
+1. the pipeline is validated (exit 2 on any error, before the input is even listed);
+2. OUT_DIR is created and probed for writing (exit 3), then checked for runs of another
+   pipeline (exit 2); a Dask scheduler is reached and its workers' version checked (exit 3);
+3. IN_DIR is scanned and the plan made (``--dry-run`` stops here and writes nothing);
+4. tasks run on the chosen executor; each finished task appends its manifest record;
+5. the manifest part is rewritten in plan order and the result summarized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clisonix_cli import __version__
+from clisonix_cli.errors import EnvironmentProblem, NoPixelDataError, UsageError
+from clisonix_cli.taskarray.collect import Collector, Event, EventHandler, RunLog
+from clisonix_cli.taskarray.config import RunConfig, cpu_cores
+from clisonix_cli.taskarray.manifest import (
+    STATE_DIR,
+    ManifestWriter,
+    Record,
+    manifest_name,
+    read_manifest,
+    read_records,
+    skipped_record,
+    write_compacted,
+)
+from clisonix_cli.taskarray.plan import Plan, Task, make_plan, plan_document
+from clisonix_cli.taskarray.resume import (
+    check_output_dir,
+    is_done,
+    record_identity,
+    remove_stale_temps,
+    run_identity,
+    write_identity,
+)
+from clisonix_cli.taskarray.task import TaskContext, TaskOutcome, run_task
+
+if TYPE_CHECKING:
+    from clisonix_cli.dicom.model import ScanResult
+    from clisonix_cli.transforms.pipeline import Pipeline
+
+#: Scan codes that set a file aside without making the run fail (objects that are not
+#: images by design, e.g. structured reports). Every other skipped DICOM file counts as a
+#: failure (exit 1).
+INFORMATIONAL_SKIP_CODES: frozenset[str] = frozenset({NoPixelDataError.code})
+
+TaskFn = Callable[[Task, TaskContext], TaskOutcome]
+
+
+@dataclass
+class RunResult:
+    """Everything a run did, in plan order (no timings: see :attr:`timings`)."""
+
+    config: RunConfig
+    plan: Plan
+    pipeline: list[dict[str, Any]]
+    pipeline_sha256: str
+    records: list[Record] = field(default_factory=list)
+    skipped: list[Record] = field(default_factory=list)
+    resumed: frozenset[str] = frozenset()
+    removed_temps: list[str] = field(default_factory=list)
+    manifest: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Record]:
+        """Records of tasks that failed (cancelled ones included)."""
+        return [r for r in self.records if r.get("status") == "failed"]
+
+    @property
+    def bad_files(self) -> list[Record]:
+        """Skipped-file records whose code marks a damaged or unreadable file."""
+        return [
+            r
+            for r in self.skipped
+            if (r.get("error") or {}).get("code") not in INFORMATIONAL_SKIP_CODES
+        ]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every task succeeded and no file was damaged, else 1."""
+        if self.config.dry_run:
+            return 0
+        return 1 if self.failed or self.bad_files else 0
+
+    def counts(self) -> dict[str, int]:
+        """Task and file counts for the summary."""
+        codes = [(r.get("error") or {}).get("code") for r in self.failed]
+        return {
+            "planned": len(self.plan.tasks),
+            "ok": sum(1 for r in self.records if r.get("status") == "ok"),
+            "resumed": len(self.resumed),
+            "failed": len(self.failed),
+            "cancelled": sum(1 for c in codes if c == "CLX-E152"),
+            "skipped_files": len(self.skipped),
+            "bad_files": len(self.bad_files),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` document: deterministic for the same inputs and folder state."""
+        if self.config.dry_run:
+            return plan_document(
+                self.plan,
+                fmt=self.config.format,
+                pipeline=self.pipeline,
+                pipeline_sha256=self.pipeline_sha256,
+            )
+        return {
+            "exit_code": self.exit_code,
+            "format": self.config.format,
+            "pipeline_sha256": self.pipeline_sha256,
+            "shard": self.config.shard.label if self.config.shard else None,
+            "manifest": self.manifest,
+            "counts": self.counts(),
+            "tasks": [
+                {
+                    "task": r["task"],
+                    "status": r["status"],
+                    "resumed": r["task"] in self.resumed,
+                    "series_number": r.get("series_number"),
+                    "stack_key": r.get("stack_key"),
+                    "error": r.get("error"),
+                    "outputs": [o["path"] for o in r.get("outputs") or []],
+                }
+                for r in self.records
+            ],
+            "skipped": [
+                {"path": r["inputs"][0], **(r.get("error") or {})} for r in self.skipped
+            ],
+        }
+
+
+def load_pipeline(config: RunConfig) -> Pipeline:
+    """Validate the pipeline of a run (``--pipeline`` file and ``--op`` specs).
+
+    Raises
+    ------
+    PipelineError
+        Any problem in the specs (exit 2).
+    """
+    from clisonix_cli.transforms.pipeline import Pipeline
+
+    return Pipeline.from_cli(list(config.op_specs), config.pipeline_file)
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create OUT_DIR if needed and prove it writable.
+
+    Raises
+    ------
+    EnvironmentProblem
+        It cannot be created or written (exit 3).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise EnvironmentProblem(
+            f"{out_dir}: exists and is not a folder; give a folder path for OUT_DIR"
+        ) from None
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"{out_dir}: cannot create the output folder ({exc.strerror or exc}); check "
+            "the path and the permissions of its parent"
+        ) from None
+    probe = out_dir / f".clisonix-probe.{os.getpid()}.clxtmp"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"{out_dir}: the output folder is not writable ({exc.strerror or exc}); "
+            "check its permissions and free space, or choose another folder"
+        ) from None
+
+
+def scan_input(config: RunConfig) -> ScanResult:
+    """Scan IN_DIR (or the ``--files-from`` list).
+
+    Raises
+    ------
+    UsageError
+        A listed file lies outside IN_DIR.
+    InputUnreadableError
+        IN_DIR or the list cannot be read (exit 3).
+    """
+    from clisonix_cli.dicom.index import scan
+
+    if config.files_from is None:
+        return scan(config.in_dir)
+    from clisonix_cli.dicom.discover import read_file_list
+
+    names = read_file_list(config.files_from, config.in_dir)
+    outside = [n for n in names if n == ".." or n.startswith("../")]
+    if outside:
+        raise UsageError(
+            f"--files-from lists {len(outside)} file(s) outside IN_DIR (e.g. "
+            f"{outside[0]}); list only files under {config.in_dir}"
+        )
+    return scan(config.in_dir, files=[config.in_dir / n for n in names])
+
+
+@contextlib.contextmanager
+def _dask_session(config: RunConfig, jobs: int) -> Iterator[Any]:
+    if config.backend != "dask" or config.dry_run:
+        yield None
+        return
+    from clisonix_cli.taskarray.remote import dask_client
+
+    with dask_client(
+        scheduler=config.scheduler,
+        scheduler_file=config.scheduler_file,
+        jobs=jobs,
+        connect_timeout=config.connect_timeout,
+    ) as client:
+        yield client
+
+
+def run(
+    config: RunConfig, *, on_event: EventHandler | None = None, fn: TaskFn = run_task
+) -> RunResult:
+    """Run (or with ``dry_run`` only plan) a transform job.
+
+    Parameters
+    ----------
+    config : RunConfig
+    on_event : callable or None
+        Receives :class:`~clisonix_cli.taskarray.collect.Event` objects (progress).
+    fn : callable
+        The task function; tests substitute a trivial one.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    UsageError
+        Bad pipeline, options, or an OUT_DIR of another run (exit 2).
+    EnvironmentProblem
+        OUT_DIR not writable, scheduler unreachable, worker version (exit 3).
+    """
+    clock = time.monotonic()
+    pipeline = load_pipeline(config)
+    canonical: list[dict[str, Any]] = pipeline.canonical()
+    sha: str = pipeline.sha256
+    identity = run_identity(sha, config.format)
+    out_dir = config.out_dir
+    part = manifest_name(config.shard)
+    merged: dict[str, Record] = {}
+    if not config.dry_run:
+        prepare_out_dir(out_dir)
+        merged = read_manifest(out_dir)
+        check_output_dir(out_dir, identity, merged, overwrite=config.overwrite)
+    jobs = config.effective_jobs
+    with _dask_session(config, jobs) as client:
+        t_scan = time.monotonic()
+        scan = scan_input(config)
+        t_plan = time.monotonic()
+        plan = make_plan(scan, shard=config.shard)
+        timings = {
+            "check_s": t_scan - clock,
+            "scan_s": t_plan - t_scan,
+            "plan_s": time.monotonic() - t_plan,
+        }
+        result = RunResult(
+            config=config, plan=plan, pipeline=canonical, pipeline_sha256=sha,
+            timings=timings,
+        )  # fmt: skip
+        if config.dry_run:
+            return result
+        result.manifest = part
+        result.removed_temps = remove_stale_temps(out_dir, plan.tasks, part)
+        if config.overwrite:
+            _drop_foreign_records(out_dir / part, identity)
+        write_identity(out_dir, identity, canonical)
+        resumed = frozenset(
+            t.task_id
+            for t in plan.tasks
+            if config.resume and is_done(merged.get(t.task_id), identity, out_dir)
+        )
+        todo = [t for t in plan.tasks if t.task_id not in resumed]
+        ctx = TaskContext(
+            in_dir=str(config.in_dir.resolve()),
+            out_dir=str(out_dir.resolve()),
+            fmt=config.format,
+            pipeline=pipeline,
+            pipeline_canonical=canonical,
+            pipeline_sha256=sha,
+            task_timeout=config.task_timeout,
+            limit_blas=config.backend != "threads",
+            crash=frozenset(config.test_crash),
+        )
+        runlog = RunLog(out_dir / STATE_DIR / part.replace("manifest", "run-log", 1))
+        t_run = time.monotonic()
+        try:
+            with ManifestWriter(out_dir / part) as writer:
+                for s in plan.skipped:
+                    writer.append(skipped_record(s))
+                collector = Collector(
+                    ctx, len(todo), writer, runlog, on_event, config.fail_fast
+                )
+                runlog.write(
+                    "start", version=__version__, backend=config.backend, jobs=jobs,
+                    tasks=len(todo), resumed=len(resumed), shard=part,
+                )  # fmt: skip
+                collector.emit(Event("start", 0, len(todo)))
+                _execute(config, client, todo, ctx, collector, jobs, fn)
+            write_compacted(out_dir / part, read_records(out_dir / part))
+            timings["run_s"] = time.monotonic() - t_run
+            runlog.write("end", **{k: round(v, 4) for k, v in timings.items()})
+        finally:
+            runlog.close()
+    final = read_manifest(out_dir)
+    result.resumed = resumed
+    result.records = [
+        collector.records.get(t.task_id) or final[t.task_id] for t in plan.tasks
+    ]
+    result.skipped = [skipped_record(s) for s in plan.skipped]
+    collector.emit(Event("end", len(collector.records), len(todo)))
+    return result
+
+
+def _execute(
+    config: RunConfig,
+    client: Any,
+    todo: list[Task],
+    ctx: TaskContext,
+    collector: Collector,
+    jobs: int,
+    fn: TaskFn,
+) -> None:
+    if not todo:
+        return
+    if config.backend == "dask":
+        from dataclasses import replace
+
+        from clisonix_cli.taskarray.remote import host_threads, run_dask
+
+        ctx = replace(ctx, host_threads=host_threads(client))
+        collector.ctx = ctx
+        run_dask(client, todo, ctx, collector, retries=config.retries, fn=fn)
+        return
+    from clisonix_cli.taskarray.local import run_local
+
+    jobs = max(1, min(jobs, len(todo)))
+    if config.backend == "threads":
+        from dataclasses import replace
+
+        from threadpoolctl import threadpool_limits
+
+        # numba's thread count is per calling thread: each task thread gets its share.
+        ctx = replace(ctx, numba_threads=max(1, cpu_cores() // jobs))
+        collector.ctx = ctx
+        with threadpool_limits(limits=1, user_api="blas"):
+            run_local(
+                todo, ctx, collector, backend="threads", jobs=jobs,
+                retries=config.retries, task_timeout=config.task_timeout, fn=fn,
+            )  # fmt: skip
+        return
+    run_local(
+        todo, ctx, collector, backend="loky", jobs=jobs,
+        retries=config.retries, task_timeout=config.task_timeout, fn=fn,
+    )  # fmt: skip
+
+
+def _drop_foreign_records(part: Path, identity: dict[str, str]) -> None:
+    """``--overwrite``: forget this part's records of another pipeline or format."""
+    if not part.exists():
+        return
+    keep = [r for r in read_records(part) if record_identity(r) in (None, identity)]
+    write_compacted(part, keep)

@@ -1,0 +1,220 @@
+"""What an existing OUT_DIR means for a new run: conflicts, finished tasks, stale temp files.
+
+A run's identity is its canonical pipeline hash and output format. OUT_DIR remembers the
+identity of the runs that wrote it in ``OUT/.clisonix/run.json`` and in every manifest
+record. Rules (``docs/transform.md``):
+
+- Another identity in OUT_DIR: refuse (:class:`OutputConflictError`, exit 2) unless
+  ``--overwrite``.
+- A non-empty OUT_DIR that clisonix did not write: refuse unless ``--overwrite``.
+- Same identity without ``--resume``: every task runs again and its outputs are replaced
+  atomically. With ``--resume``: a task is skipped when its last record is ``ok`` for the same
+  identity and clisonix version and every output it lists exists with the recorded size and
+  sha256; every other task runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from clisonix_cli import __version__
+from clisonix_cli.errors import OutputConflictError
+from clisonix_cli.fsio import TMP_SUFFIX, atomic_write_bytes, sha256_file
+from clisonix_cli.taskarray.manifest import STATE_DIR, Record, is_manifest_name
+from clisonix_cli.taskarray.plan import Task
+
+IDENTITY_FILE = "run.json"
+
+
+def run_identity(pipeline_sha256: str, fmt: str) -> dict[str, str]:
+    """The identity of a run: what must match for outputs to be interchangeable.
+
+    Parameters
+    ----------
+    pipeline_sha256 : str
+    fmt : str
+
+    Returns
+    -------
+    dict
+    """
+    return {"format": fmt, "pipeline_sha256": pipeline_sha256}
+
+
+def record_identity(record: Mapping[str, Any]) -> dict[str, str] | None:
+    """The run identity a manifest record was written under (None for skipped files)."""
+    if record.get("status") == "skipped":
+        return None
+    sha, fmt = record.get("pipeline_sha256"), record.get("format")
+    if not isinstance(sha, str) or not isinstance(fmt, str):
+        return None
+    return run_identity(sha, fmt)
+
+
+def read_identity(out_dir: Path) -> dict[str, Any] | None:
+    """``OUT/.clisonix/run.json``, or None when absent or unreadable."""
+    path = out_dir / STATE_DIR / IDENTITY_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def write_identity(
+    out_dir: Path, identity: Mapping[str, str], pipeline: list[dict[str, Any]]
+) -> None:
+    """Write ``OUT/.clisonix/run.json`` atomically (same bytes for the same identity)."""
+    doc = {**identity, "pipeline": pipeline}
+    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    atomic_write_bytes(out_dir / STATE_DIR / IDENTITY_FILE, data)
+
+
+def check_output_dir(
+    out_dir: Path,
+    identity: Mapping[str, str],
+    records: Mapping[str, Record],
+    *,
+    overwrite: bool,
+) -> None:
+    """Refuse to mix outputs of different runs in one folder.
+
+    Parameters
+    ----------
+    out_dir : Path
+    identity : dict
+        This run's :func:`run_identity`.
+    records : dict
+        The merged manifest of ``out_dir``.
+    overwrite : bool
+        ``--overwrite``: accept the folder whatever it holds.
+
+    Raises
+    ------
+    OutputConflictError
+        Another pipeline or format wrote ``out_dir``, or it is a non-empty folder that
+        clisonix did not write.
+    """
+    if overwrite or not out_dir.exists():
+        return
+    found: list[dict[str, str]] = []
+    saved = read_identity(out_dir)
+    if saved is not None:
+        ident = record_identity({**saved, "status": "ok"})
+        if ident is not None:
+            found.append(ident)
+    found.extend(i for r in records.values() if (i := record_identity(r)) is not None)
+    for other in found:
+        if dict(other) != dict(identity):
+            raise OutputConflictError(
+                f"{out_dir} holds outputs of another run (pipeline sha256 "
+                f"{other['pipeline_sha256'][:12]}, format {other['format']}) than this one "
+                f"(pipeline sha256 {identity['pipeline_sha256'][:12]}, format "
+                f"{identity['format']}); use a new output folder, or --overwrite to "
+                "replace them"
+            )
+    if found or records:
+        return
+    foreign = sorted(
+        p.name
+        for p in out_dir.iterdir()
+        if p.name != STATE_DIR and not p.name.startswith(".clisonix-probe.")
+    )
+    if foreign:
+        raise OutputConflictError(
+            f"{out_dir} is not empty ({len(foreign)} entries, e.g. {foreign[0]!r}) and "
+            "holds no clisonix manifest; use a new or empty output folder, or "
+            "--overwrite to write into it anyway"
+        )
+
+
+def output_intact(out_dir: Path, output: Mapping[str, Any]) -> bool:
+    """True when an output recorded in the manifest exists with its size and sha256."""
+    rel = output.get("path")
+    if not isinstance(rel, str):
+        return False
+    path = out_dir / rel
+    try:
+        if path.stat().st_size != output.get("bytes"):
+            return False
+        return sha256_file(path) == output.get("sha256")
+    except OSError:
+        return False
+
+
+def is_done(
+    record: Mapping[str, Any] | None, identity: Mapping[str, str], out_dir: Path
+) -> bool:
+    """True when a task's last record lets ``--resume`` skip it.
+
+    Parameters
+    ----------
+    record : dict or None
+        The task's last manifest record.
+    identity : dict
+        This run's identity.
+    out_dir : Path
+
+    Returns
+    -------
+    bool
+    """
+    if record is None or record.get("status") != "ok":
+        return False
+    if record_identity(record) != dict(identity):
+        return False
+    if (record.get("env") or {}).get("clisonix") != __version__:
+        return False
+    outputs = record.get("outputs") or []
+    return bool(outputs) and all(output_intact(out_dir, o) for o in outputs)
+
+
+def remove_stale_temps(
+    out_dir: Path, tasks: Iterable[Task], manifest: str
+) -> list[str]:
+    """Delete temporary files (``*.clxtmp``) a killed run left behind, in this run's area.
+
+    Only the study folders of ``tasks`` (a study belongs to one shard, so no concurrent
+    shard writes there) and this run's manifest part are swept.
+
+    Parameters
+    ----------
+    out_dir : Path
+    tasks : iterable of Task
+    manifest : str
+        This run's manifest part name.
+
+    Returns
+    -------
+    list of str
+        Removed paths, relative to ``out_dir``, sorted.
+    """
+    removed: list[str] = []
+    folders = sorted({t.out_stem.split("/", 1)[0] for t in tasks})
+    for folder in folders:
+        base = out_dir / folder
+        if not base.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(TMP_SUFFIX):
+                    path = Path(dirpath) / name
+                    path.unlink(missing_ok=True)
+                    removed.append(path.relative_to(out_dir).as_posix())
+    if out_dir.is_dir():
+        prefix = f".{manifest}."
+        for p in sorted(out_dir.iterdir()):
+            if p.name.startswith(prefix) and p.name.endswith(TMP_SUFFIX):
+                p.unlink(missing_ok=True)
+                removed.append(p.name)
+    return sorted(removed)
+
+
+def owned_name(name: str) -> bool:
+    """True for top-level names a clisonix run writes besides study folders."""
+    return name == STATE_DIR or is_manifest_name(name)

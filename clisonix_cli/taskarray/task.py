@@ -1,0 +1,540 @@
+"""The per-task function: read one stack, run the pipeline per 3-D volume, write, record.
+
+:func:`run_task` runs in a worker (a loky process, a thread, or a Dask worker). It reads its
+inputs from the filesystem and writes its outputs itself; only a small record travels back.
+Every failure of the task's own making (unreadable input, op failure, write failure) becomes
+a ``failed`` record with a stable code; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from clisonix_cli import __version__
+from clisonix_cli.errors import (
+    ClisonixError,
+    InputError,
+    TaskTimeoutError,
+    TransformFailedError,
+    WorkerVersionError,
+    WriteFailedError,
+)
+from clisonix_cli.fsio import is_within, sha256_file
+from clisonix_cli.taskarray.plan import Task
+
+if TYPE_CHECKING:
+    from clisonix_cli.dicom.model import Volume
+    from clisonix_cli.transforms.pipeline import Pipeline
+
+Record = dict[str, Any]
+
+#: Output suffix per format (``dicom`` writes a folder of files).
+SUFFIXES: Mapping[str, str] = {
+    "nifti": ".nii",
+    "nifti-gz": ".nii.gz",
+    "npy": ".npy",
+    "dicom": "",
+}
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What every task of a run needs, sent with each task (no module globals on workers).
+
+    Parameters
+    ----------
+    in_dir, out_dir : str
+        Absolute paths, the same on every worker (shared filesystem).
+    fmt : str
+        Output format.
+    pipeline : Pipeline
+        The validated pipeline.
+    pipeline_canonical : list of dict
+        ``pipeline.canonical()``, recorded in the manifest and sidecars.
+    pipeline_sha256 : str
+    version : str
+        The driver's clisonix version; a worker with another version refuses the task.
+    task_timeout : float or None
+        Seconds; checked between the stages of a task.
+    numba_threads : int or None
+        Threads for numba kernels in this task; None leaves numba's default.
+    host_threads : dict
+        Dask only: host -> worker threads on that host, to size numba threads per task.
+    limit_blas : bool
+        Limit BLAS to one thread around the task (process executors).
+    crash : frozenset of str
+        TEST-ONLY crash hook (``CLISONIX_TEST_CRASH_SERIES``): a task whose series UID or
+        task id is listed kills its own process with SIGKILL, to test worker-death
+        handling. Never set it outside tests.
+    """
+
+    in_dir: str
+    out_dir: str
+    fmt: str
+    pipeline: Pipeline
+    pipeline_canonical: list[dict[str, Any]]
+    pipeline_sha256: str
+    version: str = __version__
+    task_timeout: float | None = None
+    numba_threads: int | None = None
+    host_threads: Mapping[str, int] = field(default_factory=dict)
+    limit_blas: bool = True
+    crash: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What travels back to the driver: the manifest record plus run-log facts."""
+
+    record: Record
+    seconds: float
+    worker: str
+
+
+def base_record(task: Task, ctx: TaskContext) -> Record:
+    """Fields every record of a task carries, whatever its status.
+
+    Parameters
+    ----------
+    task : Task
+    ctx : TaskContext
+
+    Returns
+    -------
+    dict
+    """
+    st = task.stack
+    rec: Record = {
+        "task": task.task_id,
+        "study_uid": st.study_uid,
+        "series_uid": st.series_uid,
+        "stack_key": st.stack_key,
+        "series_number": st.series_number,
+        "modality": st.modality,
+        "inputs": list(st.files),
+        "inputs_sha256": None,
+        "format": ctx.fmt,
+        "pipeline": ctx.pipeline_canonical,
+        "pipeline_sha256": ctx.pipeline_sha256,
+        "outputs": [],
+        "env": {"clisonix": __version__},
+    }
+    if st.frames:
+        rec["frames"] = list(st.frames)
+    return rec
+
+
+def failed_record(
+    task: Task,
+    ctx: TaskContext,
+    err: ClisonixError,
+    *,
+    inputs_sha256: str | None = None,
+) -> Record:
+    """A ``failed`` record with the error's code and one-line message.
+
+    Parameters
+    ----------
+    task : Task
+    ctx : TaskContext
+    err : ClisonixError
+    inputs_sha256 : str or None
+
+    Returns
+    -------
+    dict
+    """
+    rec = base_record(task, ctx)
+    rec.update(
+        status="failed",
+        error={"code": err.code, "message": err.message},
+        inputs_sha256=inputs_sha256,
+    )
+    return rec
+
+
+def inputs_digest(root: Path, files: Sequence[str]) -> str:
+    """sha256 over the relative names and the sha256 of every input file, in stack order.
+
+    Parameters
+    ----------
+    root : Path
+        The input folder.
+    files : sequence of str
+        Relative paths.
+
+    Returns
+    -------
+    str
+        Hex digest of the lines ``"<relative path>\\t<sha256>\\n"``.
+    """
+    h = hashlib.sha256()
+    seen: set[str] = set()
+    for rel in files:
+        if rel in seen:  # an enhanced file listed once per frame
+            continue
+        seen.add(rel)
+        h.update(f"{rel}\t{sha256_file(root / rel)}\n".encode())
+    return h.hexdigest()
+
+
+def derived_series_uid(
+    task: Task, pipeline_sha256: str, *, volume: int | None = None
+) -> str:
+    """The SeriesInstanceUID of a derived DICOM series: stable for inputs + pipeline.
+
+    ``2.25.<128-bit integer>`` from sha256 of the input series UID, the stack key and the
+    pipeline hash (PS3.5 B.2: UUID-derived UIDs under the 2.25 root).
+
+    Parameters
+    ----------
+    task : Task
+    pipeline_sha256 : str
+    volume : int or None
+        Index of the volume when a 4-D stack is written as one series per volume.
+
+    Returns
+    -------
+    str
+    """
+    key = f"clisonix-derived|{task.series_uid}|{task.stack.stack_key}|{pipeline_sha256}"
+    if volume is not None:
+        key += f"|volume-{volume}"
+    return "2.25." + str(
+        int.from_bytes(hashlib.sha256(key.encode()).digest()[:16], "big")
+    )
+
+
+def worker_name() -> str:
+    """``host:pid`` of the running process (run log only)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Deadline:
+    """Checks ``--task-timeout`` between the stages of a task."""
+
+    def __init__(self, task: Task, timeout: float | None) -> None:
+        self.task = task
+        self.timeout = timeout
+        self.start = time.monotonic()
+
+    def check(self, stage: str) -> None:
+        if self.timeout is None:
+            return
+        spent = time.monotonic() - self.start
+        if spent > self.timeout:
+            raise TaskTimeoutError(
+                f"{self.task.describe()}: ran {spent:.1f} s, over --task-timeout "
+                f"{self.timeout:g} s ({stage}); raise --task-timeout or split the input"
+            )
+
+
+def _dask_host_threads(host_threads: Mapping[str, int]) -> int | None:
+    """Worker threads on this Dask worker's host, or None outside Dask."""
+    mod = sys.modules.get("distributed")
+    if mod is None:
+        return None
+    try:
+        worker = mod.get_worker()
+    except ValueError:
+        return None
+    host = str(worker.address).rsplit(":", 1)[0].split("://")[-1]
+    return int(host_threads.get(host, worker.state.nthreads))
+
+
+def _numba_threads(ctx: TaskContext) -> int | None:
+    """Numba threads for this task so that tasks x threads <= cores on this machine."""
+    if ctx.numba_threads is not None:
+        return ctx.numba_threads
+    if ctx.host_threads:
+        on_host = _dask_host_threads(ctx.host_threads)
+        if on_host:
+            cores = (
+                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+            )
+            return max(1, cores // on_host)
+    return None
+
+
+@contextlib.contextmanager
+def _thread_limits(ctx: TaskContext) -> Iterator[None]:
+    """Size numba threads for this task and hold BLAS to one thread around it."""
+    n = _numba_threads(ctx) if ctx.pipeline_canonical else None
+    if n is not None:
+        import numba
+
+        limit = int(cast(Any, numba.config).NUMBA_NUM_THREADS)
+        numba.set_num_threads(max(1, min(n, limit)))
+    if ctx.limit_blas:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    else:
+        yield
+
+
+def _crash_hook(task: Task, ctx: TaskContext) -> None:
+    """TEST-ONLY: die like an out-of-memory kill when the task is listed in ``ctx.crash``."""
+    if ctx.crash and (task.series_uid in ctx.crash or task.task_id in ctx.crash):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
+    """Convert one stack: load, run the pipeline per 3-D volume, write, hash, record.
+
+    Parameters
+    ----------
+    task : Task
+    ctx : TaskContext
+
+    Returns
+    -------
+    TaskOutcome
+        Its record has status ``ok`` (with outputs) or ``failed`` (with an error code).
+        Only a worker death (or the test crash hook) keeps it from returning.
+    """
+    start = time.monotonic()
+    _crash_hook(task, ctx)
+    digest: str | None = None
+    try:
+        if ctx.version != __version__:
+            raise WorkerVersionError(
+                f"worker {worker_name()} runs clisonix {__version__}, the client "
+                f"{ctx.version}; install the same version on every worker"
+            )
+        deadline = _Deadline(task, ctx.task_timeout)
+        with _thread_limits(ctx):
+            digest = _hash_inputs(task, ctx)
+            vol = _load(task, ctx)
+            deadline.check("after reading")
+            data, affine, slope, intercept = _transform(task, ctx, vol, deadline)
+            deadline.check("before writing")
+            outputs = _write(task, ctx, vol, data, affine, slope, intercept, digest)
+        rec = base_record(task, ctx)
+        rec.update(status="ok", error=None, inputs_sha256=digest, outputs=outputs)
+    except ClisonixError as exc:
+        rec = failed_record(task, ctx, exc, inputs_sha256=digest)
+    return TaskOutcome(
+        record=rec, seconds=time.monotonic() - start, worker=worker_name()
+    )
+
+
+def _hash_inputs(task: Task, ctx: TaskContext) -> str:
+    try:
+        return inputs_digest(Path(ctx.in_dir), task.stack.files)
+    except OSError as exc:
+        raise InputError(
+            f"{task.describe()}: cannot read an input file to hash it "
+            f"({exc.strerror or exc}); check that the input folder is readable here"
+        ) from None
+
+
+def _load(task: Task, ctx: TaskContext) -> Volume:
+    from clisonix_cli.dicom.volume import load_stack
+
+    try:
+        return load_stack(Path(ctx.in_dir), task.stack)
+    except ClisonixError:
+        raise
+    except MemoryError:
+        raise InputError(
+            f"{task.describe()}: out of memory while reading "
+            f"(about {task.stack.est_bytes / 2**20:.0f} MiB decoded); use fewer --jobs"
+        ) from None
+    except Exception as exc:  # a reader bug must not stop the batch
+        raise InputError(
+            f"{task.describe()}: cannot read the stack ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _transform(
+    task: Task, ctx: TaskContext, vol: Volume, deadline: _Deadline
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Run the pipeline on each 3-D volume; stack 4-D results back along T."""
+    from clisonix_cli.transforms.image import Image
+
+    data = vol.data
+    volumes = [data] if data.ndim == 3 else [data[t] for t in range(data.shape[0])]
+    results: list[Image] = []
+    for t, v in enumerate(volumes):
+        img = Image(
+            vol=np.ascontiguousarray(v),
+            affine_lps=np.asarray(vol.affine_lps, dtype=np.float64),
+            slope=float(vol.slope),
+            intercept=float(vol.intercept),
+        )
+        try:
+            results.append(ctx.pipeline.run(img))
+        except InputError as exc:  # name the series the op failed on
+            raise type(exc)(f"{task.describe()}: {exc.message}") from None
+        except ClisonixError as exc:
+            raise TransformFailedError(f"{task.describe()}: {exc.message}") from None
+        except MemoryError:
+            raise TransformFailedError(
+                f"{task.describe()}: out of memory in the pipeline (volume {t}); "
+                "use fewer --jobs"
+            ) from None
+        except Exception as exc:
+            raise TransformFailedError(
+                f"{task.describe()}: pipeline failed on volume {t} "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        if len(volumes) > 1:
+            deadline.check(f"after volume {t + 1} of {len(volumes)}")
+    first = results[0]
+    for t, r in enumerate(results[1:], start=1):
+        same = (
+            r.vol.shape == first.vol.shape
+            and r.vol.dtype == first.vol.dtype
+            and np.array_equal(r.affine_lps, first.affine_lps)
+            and (r.slope, r.intercept) == (first.slope, first.intercept)
+        )
+        if not same:
+            raise TransformFailedError(
+                f"{task.describe()}: the pipeline gave volume {t} another shape, type, "
+                "geometry or scaling than volume 0; a 4-D output needs them equal"
+            )
+    out = first.vol if data.ndim == 3 else np.stack([r.vol for r in results])
+    return out, first.affine_lps, float(first.slope), float(first.intercept)
+
+
+def _sidecar(
+    task: Task,
+    ctx: TaskContext,
+    vol: Volume,
+    data: np.ndarray,
+    affine: np.ndarray,
+    digest: str,
+) -> dict[str, Any]:
+    """The reader's sidecar fields, updated to the output grid, plus provenance."""
+    side = dict(vol.meta)
+    if "Shape" in side:
+        side["Shape"] = [int(n) for n in data.shape]
+    if "VoxelSpacing" in side:
+        spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+        side["VoxelSpacing"] = [round(float(v), 6) for v in spacing]
+    side["Clisonix"] = {
+        "version": __version__,
+        "task": task.task_id,
+        "inputs_sha256": digest,
+        "pipeline": ctx.pipeline_canonical,
+        "pipeline_sha256": ctx.pipeline_sha256,
+    }
+    return side
+
+
+def _write(
+    task: Task,
+    ctx: TaskContext,
+    vol: Volume,
+    data: np.ndarray,
+    affine: np.ndarray,
+    slope: float,
+    intercept: float,
+    digest: str,
+) -> list[dict[str, Any]]:
+    out_dir = Path(ctx.out_dir)
+    target = out_dir / (task.out_stem + SUFFIXES[ctx.fmt])
+    if not is_within(target, out_dir):
+        raise WriteFailedError(
+            f"{task.describe()}: output name {task.out_stem!r} resolves outside OUT_DIR; "
+            "refusing to write (a symbolic link in OUT_DIR may point elsewhere)"
+        )
+    sidecar = _sidecar(task, ctx, vol, data, affine, digest)
+    try:
+        paths = _dispatch_writer(
+            task, ctx, target, data, affine, slope, intercept, sidecar
+        )
+    except ClisonixError:
+        raise
+    except OSError as exc:
+        raise WriteFailedError(
+            f"{task.describe()}: cannot write {target.relative_to(out_dir).as_posix()} "
+            f"({exc.strerror or exc}); check free space and permissions in OUT_DIR"
+        ) from None
+    except Exception as exc:
+        raise WriteFailedError(
+            f"{task.describe()}: writing {ctx.fmt} failed ({type(exc).__name__}: {exc})"
+        ) from None
+    outputs = []
+    for p in sorted(set(paths)):
+        if not is_within(p, out_dir):
+            raise WriteFailedError(
+                f"{task.describe()}: the writer returned {p}, outside OUT_DIR"
+            )
+        outputs.append(
+            {
+                "path": p.resolve().relative_to(out_dir.resolve()).as_posix(),
+                "sha256": sha256_file(p),
+                "bytes": p.stat().st_size,
+            }
+        )
+    return outputs
+
+
+def _dispatch_writer(
+    task: Task,
+    ctx: TaskContext,
+    target: Path,
+    data: np.ndarray,
+    affine: np.ndarray,
+    slope: float,
+    intercept: float,
+    sidecar: dict[str, Any],
+) -> list[Path]:
+    if ctx.fmt in ("nifti", "nifti-gz"):
+        from clisonix_cli.formats.nifti import write_nifti
+
+        return write_nifti(
+            target, data, affine, slope=slope, intercept=intercept, sidecar=sidecar
+        )
+    if ctx.fmt == "npy":
+        from clisonix_cli.formats.npy import write_npy
+
+        return write_npy(
+            target, data, affine, slope=slope, intercept=intercept, sidecar=sidecar
+        )
+    from clisonix_cli.dicom.write import write_dicom_series
+
+    ops = (
+        ", ".join(str(op.get("name")) for op in ctx.pipeline_canonical) or "conversion"
+    )
+    meta = dict(sidecar)
+    meta["DerivationDescription"] = (
+        f"clisonix {__version__}: {ops} (pipeline sha256 {ctx.pipeline_sha256})"
+    )[:1024]
+    if data.ndim == 3:
+        return write_dicom_series(
+            target,
+            data,
+            affine,
+            meta=meta,
+            series_uid=derived_series_uid(task, ctx.pipeline_sha256),
+            slope=slope,
+            intercept=intercept,
+        )
+    paths: list[Path] = []  # 4-D: one derived series per volume
+    for t in range(data.shape[0]):
+        paths += write_dicom_series(
+            target / f"t{t:04d}",
+            data[t],
+            affine,
+            meta=meta,
+            series_uid=derived_series_uid(task, ctx.pipeline_sha256, volume=t),
+            slope=slope,
+            intercept=intercept,
+        )
+    return paths

@@ -192,13 +192,20 @@ def _render(doc: dict[str, Any]) -> None:
                 style="yellow",
             )
             break
-        name = items[0]["path"] if len(items) == 1 else f"{folder}/"
-        err_console.print(
-            escape(
-                f"{code}: {len(items)} file(s) skipped in {name}: {items[0]['reason']}"
-            ),
-            style="yellow",
-        )
+        reasons = {sk["reason"] for sk in items}
+        if len(items) == 1:
+            text = (
+                f"{code}: 1 file(s) skipped in {items[0]['path']}: {items[0]['reason']}"
+            )
+        elif len(reasons) == 1:
+            text = f"{code}: {len(items)} file(s) skipped in {folder}/: {items[0]['reason']}"
+        else:  # never let one file's reason stand for all of them
+            text = (
+                f"{code}: {len(items)} file(s) skipped in {folder}/ for {len(reasons)} "
+                f"different reasons (see --json), e.g. {items[0]['path']}: "
+                f"{items[0]['reason']}"
+            )
+        err_console.print(escape(text), style="yellow")
     if doc["non_dicom"]:
         names = doc["non_dicom"][:_EXAMPLES]
         more = len(doc["non_dicom"]) - len(names)

@@ -9,6 +9,57 @@ from typing import Annotated
 import typer
 
 from clisonix_cli.cli._console import emit_json, reporting_errors, say
+from clisonix_cli.errors import EnvironmentProblem, UsageError
+
+#: Files besides the studies that may sit in a synth folder (sample_data/ keeps these).
+_ALLOWED_EXTRA = frozenset({"SHA256SUMS", "README.md"})
+
+
+def prepare_synth_dir(out_dir: Path, expected: set[str]) -> None:
+    """Create OUT_DIR, refusing a folder whose other files would mix with the new set.
+
+    Writing again into a folder this same command wrote is fine (the files are replaced by
+    identical bytes); a folder holding anything else would end up as a mixture of two
+    synthetic sets (or of real and synthetic files) that no seed describes.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The synth output folder.
+    expected : set of str
+        Paths, relative to ``out_dir`` with ``/`` separators, that this run writes.
+
+    Raises
+    ------
+    UsageError
+        OUT_DIR holds files this run would not write (exit 2).
+    EnvironmentProblem
+        OUT_DIR is a file or cannot be created (exit 3).
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EnvironmentProblem(
+            f"{out_dir}: exists and is not a folder; give a folder path for OUT_DIR"
+        )
+    if out_dir.is_dir():
+        stale = sorted(
+            rel
+            for p in out_dir.rglob("*")
+            if p.is_file() and not p.name.endswith(".clxtmp")
+            for rel in [p.relative_to(out_dir).as_posix()]
+            if rel not in expected and rel not in _ALLOWED_EXTRA
+        )
+        if stale:
+            raise UsageError(
+                f"{out_dir} holds {len(stale)} file(s) this command would not write (e.g. "
+                f"{stale[0]}); the folder would mix two sets - use a new or empty folder"
+            )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"{out_dir}: cannot create the output folder ({exc.strerror or exc}); check "
+            "the path and the permissions of its parent"
+        ) from None
 
 
 class Modality(StrEnum):
@@ -30,7 +81,12 @@ class Syntax(StrEnum):
 
 def synth(
     out_dir: Annotated[
-        Path, typer.Argument(file_okay=False, help="Folder to write the studies into.")
+        Path,
+        typer.Argument(
+            metavar="OUT_DIR",
+            help="Folder to write the studies into (created; new or empty, or a folder "
+            "this same command wrote before).",
+        ),
     ],
     seed: Annotated[
         int,
@@ -111,22 +167,32 @@ def synth(
             modality=modality.value,
             syntax=syntax.value,
         )
-        paths = synthesize(
-            out_dir,
-            seed=seed,
-            patients=patients,
-            studies=studies,
-            series=series,
-            slices=slices,
-            rows=rows,
-            cols=cols,
-            modality=modality.value,
-            syntax=syntax.value,
-            jobs=jobs,
-        )
-        if sums:
-            text = sha256sums(out_dir, paths)
-            atomic_write_bytes(out_dir / "SHA256SUMS", text.encode("ascii"))
+        expected = {
+            f"{sp.rel_dir}/IM{k + 1:05d}.dcm" for sp in plans for k in range(sp.slices)
+        }
+        prepare_synth_dir(out_dir, expected)
+        try:
+            paths = synthesize(
+                out_dir,
+                seed=seed,
+                patients=patients,
+                studies=studies,
+                series=series,
+                slices=slices,
+                rows=rows,
+                cols=cols,
+                modality=modality.value,
+                syntax=syntax.value,
+                jobs=jobs,
+            )
+            if sums:
+                text = sha256sums(out_dir, paths)
+                atomic_write_bytes(out_dir / "SHA256SUMS", text.encode("ascii"))
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"{out_dir}: cannot write the synthetic files ({exc.strerror or exc}); "
+                "check free space and permissions, or choose another folder"
+            ) from None
     n_bytes = sum(p.stat().st_size for p in paths)
     if json_out:
         emit_json(

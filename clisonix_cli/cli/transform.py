@@ -10,24 +10,31 @@ import typer
 from rich.markup import escape
 
 from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, say
+from clisonix_cli.errors import TaskCancelledError
 
 if TYPE_CHECKING:
     from clisonix_cli.taskarray.execute import RunResult
 
 _SHOWN = 20  # failed tasks / bad files listed one by one on stderr
+_CANCELLED = TaskCancelledError.code
 
 
 def transform(
     in_dir: Annotated[
         Path,
         typer.Argument(
-            exists=True,
-            file_okay=False,
+            metavar="IN_DIR",
             help="Input folder (read only, never modified).",
+            show_default=False,
         ),
     ],
     out_dir: Annotated[
-        Path, typer.Argument(help="Output folder (created; the only place written).")
+        Path,
+        typer.Argument(
+            metavar="OUT_DIR",
+            help="Output folder (created; the only place written; not inside IN_DIR).",
+            show_default=False,
+        ),
     ],
     pipeline: Annotated[
         Path | None,
@@ -260,7 +267,12 @@ def _render_plan(result: RunResult) -> None:
 def _render_summary(result: RunResult, seconds: float) -> None:
     """Counts, failed tasks and damaged files on stderr (one line each)."""
     c = result.counts()
-    for rec in result.failed[:_SHOWN]:
+    # Tasks cancelled by --fail-fast are counted below, not listed: the cause is the task
+    # that failed, and a list of every task left undone would bury it.
+    failed = [
+        r for r in result.failed if (r.get("error") or {}).get("code") != _CANCELLED
+    ]
+    for rec in failed[:_SHOWN]:
         err = rec.get("error") or {}
         say(f"{err.get('code')}: {err.get('message')}", style="red")
     bad = {id(r) for r in result.bad_files}
@@ -270,9 +282,17 @@ def _render_summary(result: RunResult, seconds: float) -> None:
             f"{err.get('code')}: {rec['inputs'][0]}: {err.get('message')}",
             style="red" if id(rec) in bad else "yellow",
         )
-    hidden = max(0, len(result.failed) - _SHOWN) + max(0, len(result.skipped) - _SHOWN)
+    if c["cancelled"]:
+        say(
+            f"{_CANCELLED}: {c['cancelled']} task(s) not run because --fail-fast stopped "
+            "the batch; rerun with --resume to do them",
+            style="red",
+        )
+    hidden = max(0, len(failed) - _SHOWN) + max(0, len(result.skipped) - _SHOWN)
     if hidden:
-        say(f"... and {hidden} more: see {result.manifest}")
+        say(
+            f"... and {hidden} more: see {result.config.out_dir / (result.manifest or '')}"
+        )
     if not result.plan.n_total:
         say(
             f"no convertible image stack found in {result.config.in_dir} "
@@ -285,7 +305,8 @@ def _render_summary(result: RunResult, seconds: float) -> None:
     manifest = result.config.out_dir / (result.manifest or "")
     say(
         f"{c['ok']} ok ({c['resumed']} resumed), {c['failed']} failed{cancelled}, "
-        f"{c['skipped_files']} file(s) set aside ({c['bad_files']} damaged) in "
+        f"{c['skipped_files']} file(s) set aside ({c['bad_files']} damaged or "
+        f"unsupported) in "
         f"{seconds:.1f} s; manifest: {manifest}",
         style="bold green" if result.exit_code == 0 else "bold red",
     )

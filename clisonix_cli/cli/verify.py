@@ -12,7 +12,10 @@ from clisonix_cli.cli._console import emit_json, reporting_errors, say
 
 def verify(
     out_dir: Annotated[
-        Path, typer.Argument(help="OUT_DIR of a transform run (with its manifest).")
+        Path,
+        typer.Argument(
+            metavar="OUT_DIR", help="OUT_DIR of a transform run (with its manifest)."
+        ),
     ],
     json_out: Annotated[
         bool,

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clisonix_cli import __version__
-from clisonix_cli.errors import EnvironmentProblem, NoPixelDataError, UsageError
+from clisonix_cli.errors import (
+    ClisonixError,
+    EnvironmentProblem,
+    InconsistentStackError,
+    InputUnreadableError,
+    NoPixelDataError,
+    UsageError,
+)
 from clisonix_cli.taskarray.collect import Collector, Event, EventHandler, RunLog
 from clisonix_cli.taskarray.config import RunConfig, cpu_cores
 from clisonix_cli.taskarray.manifest import (
@@ -49,10 +56,13 @@ if TYPE_CHECKING:
     from clisonix_cli.dicom.model import ScanResult
     from clisonix_cli.transforms.pipeline import Pipeline
 
-#: Scan codes that set a file aside without making the run fail (objects that are not
-#: images by design, e.g. structured reports). Every other skipped DICOM file counts as a
-#: failure (exit 1).
-INFORMATIONAL_SKIP_CODES: frozenset[str] = frozenset({NoPixelDataError.code})
+#: Scan codes that set a file aside without making the run fail: objects that are not
+#: images by design (structured reports, CLX-E102) and duplicate instances (CLX-E121 on a
+#: file: same SOP Instance UID as a file that is kept and converted, so no data is lost).
+#: Every other skipped DICOM file counts as a failure (exit 1).
+INFORMATIONAL_SKIP_CODES: frozenset[str] = frozenset(
+    {NoPixelDataError.code, InconsistentStackError.code}
+)
 
 TaskFn = Callable[[Task, TaskContext], TaskOutcome]
 
@@ -79,7 +89,7 @@ class RunResult:
 
     @property
     def bad_files(self) -> list[Record]:
-        """Skipped-file records whose code marks a damaged or unreadable file."""
+        """Skipped-file records of damaged, unreadable or unconvertible files (exit 1)."""
         return [
             r
             for r in self.skipped
@@ -153,6 +163,20 @@ def load_pipeline(config: RunConfig) -> Pipeline:
     return Pipeline.from_cli(list(config.op_specs), config.pipeline_file)
 
 
+def check_in_dir(in_dir: Path) -> None:
+    """Prove IN_DIR a readable folder (the same message as ``clisonix scan``).
+
+    Raises
+    ------
+    InputUnreadableError
+        It is missing, not a folder or not readable (exit 3, as ``clisonix scan``).
+    """
+    if not in_dir.is_dir() or not os.access(in_dir, os.R_OK | os.X_OK):
+        raise InputUnreadableError(
+            f"{in_dir}: not a readable folder - give the folder that holds the DICOM files"
+        )
+
+
 def prepare_out_dir(out_dir: Path) -> None:
     """Create OUT_DIR if needed and prove it writable.
 
@@ -195,6 +219,7 @@ def scan_input(config: RunConfig) -> ScanResult:
     """
     from clisonix_cli.dicom.index import scan
 
+    check_in_dir(config.in_dir)
     if config.files_from is None:
         return scan(config.in_dir)
     from clisonix_cli.dicom.discover import read_file_list
@@ -247,7 +272,9 @@ def run(
     UsageError
         Bad pipeline, options, or an OUT_DIR of another run (exit 2).
     EnvironmentProblem
-        OUT_DIR not writable, scheduler unreachable, worker version (exit 3).
+        IN_DIR unreadable, OUT_DIR not writable, scheduler unreachable, worker version
+        (exit 3). An OUT_DIR this call created is removed again when the run stops
+        before writing anything in it.
     """
     clock = time.monotonic()
     pipeline = load_pipeline(config)
@@ -255,12 +282,37 @@ def run(
     sha: str = pipeline.sha256
     identity = run_identity(sha, config.format)
     out_dir = config.out_dir
-    part = manifest_name(config.shard)
     merged: dict[str, Record] = {}
+    created = not config.dry_run and not out_dir.exists()
     if not config.dry_run:
         prepare_out_dir(out_dir)
-        merged = read_manifest(out_dir)
-        check_output_dir(out_dir, identity, merged, overwrite=config.overwrite)
+    try:
+        if not config.dry_run:
+            merged = read_manifest(out_dir)
+            check_output_dir(out_dir, identity, merged, overwrite=config.overwrite)
+        return _run_in(config, pipeline, canonical, sha, identity, merged, clock, fn,
+                       on_event)  # fmt: skip
+    except ClisonixError:
+        if created:  # the run stopped before it wrote anything: leave no empty OUT_DIR
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
+def _run_in(
+    config: RunConfig,
+    pipeline: Pipeline,
+    canonical: list[dict[str, Any]],
+    sha: str,
+    identity: dict[str, str],
+    merged: dict[str, Record],
+    clock: float,
+    fn: TaskFn,
+    on_event: EventHandler | None,
+) -> RunResult:
+    """The part of :func:`run` after the cheap checks: scan, plan, execute, record."""
+    out_dir = config.out_dir
+    part = manifest_name(config.shard)
     jobs = config.effective_jobs
     with _dask_session(config, jobs) as client:
         t_scan = time.monotonic()
@@ -311,7 +363,8 @@ def run(
                 )
                 runlog.write(
                     "start", version=__version__, backend=config.backend, jobs=jobs,
-                    tasks=len(todo), resumed=len(resumed), shard=part,
+                    tasks=len(todo), resumed=len(resumed),
+                    shard=config.shard.label if config.shard else None, manifest=part,
                 )  # fmt: skip
                 collector.emit(Event("start", 0, len(todo)))
                 _execute(config, client, todo, ctx, collector, jobs, fn)

@@ -105,10 +105,15 @@ def read_toml(path: Path) -> list[tuple[str, dict[str, Any], str]]:
     """
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # the path as given: a bare name would hide a wrong folder
         raise PipelineFileError(
-            f"{path.name}: cannot read the pipeline file ({type(exc).__name__}: "
-            f"{exc.strerror if isinstance(exc, OSError) else exc}); check the path"
+            f"{path}: cannot read the pipeline file ({type(exc).__name__}: "
+            f"{exc.strerror or exc}); check the path"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise PipelineFileError(
+            f"{path}: the pipeline file is not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}); save it as UTF-8 TOML (see docs/pipelines.md)"
         ) from None
     try:
         doc = tomllib.loads(text)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from clisonix_cli import __version__
@@ -41,3 +43,52 @@ def test_help_imports_no_heavy_room() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "", f"`clisonix --help` imported heavy modules: {out}"
+
+
+# --- every error is one CLX-E line, never a Click usage block or a traceback -------------
+
+
+def _one_line(stderr: str, code: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"{code}: "), stderr
+    return lines[0]
+
+
+def test_command_line_errors_are_one_clx_line_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for args in (
+        ["transform", str(tmp_path), str(tmp_path / "o"), "--jobs", "abc"],
+        ["transform", str(tmp_path), str(tmp_path / "o"), "--no-such-option"],
+        ["transform", str(tmp_path)],
+        ["no-such-command"],
+        ["synth", str(tmp_path / "s"), "--modality", "PET"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stdout == ""
+        line = _one_line(result.stderr, "CLX-E001")
+        assert "--help" in line and "Usage:" not in result.stderr
+    missing = runner.invoke(app, ["transform", str(tmp_path)])
+    assert "'OUT_DIR'" in missing.stderr  # arguments named as the help shows them
+
+
+def test_unexpected_exception_is_one_line_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clisonix_cli.taskarray import verify
+
+    def boom(out_dir: Path) -> None:
+        raise RuntimeError("disk\nexploded")
+
+    monkeypatch.setattr(verify, "verify", boom)
+    monkeypatch.delenv("CLISONIX_DEBUG", raising=False)
+    result = CliRunner().invoke(app, ["verify", str(tmp_path)])
+    assert result.exit_code == 1
+    line = _one_line(result.stderr, "CLX-E000")
+    assert "RuntimeError: disk exploded" in line and "CLISONIX_DEBUG=1" in line
+    assert "Traceback" not in result.output
+    debug = CliRunner().invoke(
+        app, ["verify", str(tmp_path)], env={"CLISONIX_DEBUG": "1"}
+    )
+    assert isinstance(debug.exception, RuntimeError)  # the traceback, for a bug report

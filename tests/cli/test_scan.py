@@ -143,3 +143,23 @@ def test_empty_folder_is_a_scan(tmp_path: Path) -> None:
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["counts"]["files"] == 0 and doc["studies"] == []
+
+
+def test_grouped_skip_line_does_not_give_one_reason_for_all(
+    synth_study: Path, tmp_path: Path
+) -> None:
+    import pydicom
+
+    root = tmp_path / "colour"
+    root.mkdir()
+    src = sorted(synth_study.rglob("*.dcm"))
+    for k, (photometric, samples) in enumerate([("YBR_FULL", 1), ("PALETTE COLOR", 1)]):
+        ds = pydicom.dcmread(src[k])
+        ds.PhotometricInterpretation = photometric
+        ds.SamplesPerPixel = samples
+        ds.save_as(root / f"c{k}.dcm")
+    result = _run(str(root))
+    assert result.exit_code == 0, result.stderr
+    line = next(ln for ln in result.stderr.splitlines() if ln.startswith("CLX-E113"))
+    assert "2 file(s) skipped in ./ for 2 different reasons" in line
+    assert "e.g. c0.dcm: " in line and "YBR_FULL" in line

@@ -73,3 +73,28 @@ def test_synth_bad_values_exit_2_with_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["synth", str(tmp_path / "x"), "--modality", "PET"])
     assert result.exit_code == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_synth_unwritable_out_dir_exits_3_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for target in (blocker, blocker / "below"):
+        result = runner.invoke(app, ["synth", str(target), *ARGS])
+        assert result.exit_code == 3, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("CLX-E030:"), result.stderr
+        assert "Traceback" not in result.output
+
+
+def test_synth_refuses_to_mix_sets_but_rewrites_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    assert runner.invoke(app, ["synth", str(out), *ARGS, "--sha256sums"]).exit_code == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = runner.invoke(app, ["synth", str(out), *ARGS, "--sha256sums"])
+    assert again.exit_code == 0, again.output  # same command: same files, same bytes
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    fewer = [a if a != "3" else "2" for a in ARGS]  # --slices 2: IM00003 would linger
+    mixed = runner.invoke(app, ["synth", str(out), *fewer])
+    assert mixed.exit_code == 2, mixed.output
+    assert mixed.stderr.startswith("CLX-E001:") and "IM00003.dcm" in mixed.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -175,3 +175,48 @@ def test_four_d_mosaic_with_files_from(shared_data: Path, tmp_path: Path) -> Non
     again = scan(dcm)
     assert len(again.stacks) == 2 and not again.skipped  # one derived series per volume
     assert {s.n_slices for s in again.stacks} == {35}
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_unreadable_in_dir_exits_3_like_scan_and_creates_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    in_dir = tmp_path / "in"
+    if kind == "file":
+        in_dir.write_text("not a folder")
+    out = tmp_path / "out"
+    result = _invoke([str(in_dir), str(out), "--json"])
+    assert result.exit_code == 3, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("CLX-E034:"), result.stderr
+    assert not out.exists()
+
+
+def test_failure_before_any_task_leaves_no_out_dir(
+    synth_study: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "deep" / "out"
+    result = _invoke(
+        [str(synth_study), str(out), "--files-from", str(tmp_path / "no-such-list")]
+    )
+    assert result.exit_code == 3 and "CLX-E034" in result.stderr
+    assert not out.exists()
+
+
+def test_fail_fast_summary_counts_cancelled_tasks_in_one_line(
+    synth_study: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    in_dir = tmp_path / "in"
+    shutil.copytree(synth_study, in_dir)
+    first = sorted(in_dir.rglob("*.dcm"))[0].parent
+    (first / "IM00004.dcm").unlink()  # a gap: that series fails (CLX-E121)
+    args = [str(in_dir), str(tmp_path / "out"), "--jobs", "1", "--backend", "threads"]
+    result = _invoke([*args, "--fail-fast"])
+    assert result.exit_code == 1, result.output
+    summary = [ln for ln in result.stderr.splitlines() if not ln.startswith("[")]
+    cancelled = [ln for ln in summary if ln.startswith("CLX-E152")]
+    assert len(cancelled) == 1 and "task(s) not run because --fail-fast" in cancelled[0]
+    assert any(ln.startswith("CLX-E121") for ln in summary)

@@ -196,3 +196,44 @@ def test_dry_run_writes_nothing(
     assert doc["n_tasks_total"] == 6 and doc["shard"] == "1/2"
     assert all(t["shard"] == 1 for t in doc["tasks"])
     assert doc["est_bytes"] == sum(t["est_bytes"] for t in doc["tasks"])
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code", "bad"),
+    [
+        ("CLX-E102", 0, 0),  # a structured report: not an image by design
+        ("CLX-E121", 0, 0),  # a duplicate instance: its kept copy was converted
+        ("CLX-E113", 1, 1),  # a colour image: not converted
+        ("CLX-E101", 1, 1),  # a truncated file: data lost
+    ],
+)
+def test_which_set_aside_files_fail_the_run(
+    fakes: ModuleType,
+    fake_env: dict[str, Any],
+    tmp_path: Path,
+    code: str,
+    exit_code: int,
+    bad: int,
+) -> None:
+    fake_env["stacks"] = _stacks(fakes, n_studies=1, per_study=1)
+    fake_env["skipped"] = [Skipped("a/x.dcm", code, "set aside")]
+    result, _ = _run(fakes, tmp_path, jobs=1, backend="threads")
+    assert (result.exit_code, result.counts()["bad_files"]) == (exit_code, bad)
+
+
+def test_run_log_names_shard_and_manifest_part(
+    fakes: ModuleType, fake_env: dict[str, Any], tmp_path: Path
+) -> None:
+    import json
+
+    fake_env["stacks"] = _stacks(fakes)
+    _run(fakes, tmp_path, jobs=1, backend="threads", shard=Shard(1, 3))
+    _run(fakes, tmp_path, "whole", jobs=1, backend="threads")
+    for out, shard, part in (
+        ("out", "1/3", "manifest.shard-1-of-3.jsonl"),
+        ("whole", None, "manifest.jsonl"),
+    ):
+        logs = sorted((tmp_path / out / ".clisonix").glob("run-log*.jsonl"))
+        start = json.loads(logs[0].read_text().splitlines()[0])
+        assert start["event"] == "start"
+        assert (start["shard"], start["manifest"]) == (shard, part)

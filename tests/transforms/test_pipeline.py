@@ -410,3 +410,13 @@ def test_pipeline_pickles_by_canonical_form() -> None:
     assert q.canonical() == p.canonical() and q.sha256 == p.sha256
     img = _volume((2, 8, 8))
     assert q.run(img).vol.tobytes() == p.run(img).vol.tobytes()
+
+
+def test_unreadable_toml_names_the_path_as_given(tmp_path: Path) -> None:
+    with pytest.raises(PipelineFileError) as info:
+        Pipeline.from_cli([], tmp_path)  # a folder, not a file
+    assert info.value.message.startswith(f"{tmp_path}: cannot read the pipeline file")
+    binary = tmp_path / "p.toml"
+    binary.write_bytes(b"\xff\xfe[[op]]")
+    with pytest.raises(PipelineFileError, match="not UTF-8 text.*save it as UTF-8"):
+        Pipeline.from_cli([], binary)

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, say
+from clisonix_cli.cli._options import JsonFlag, OpSpecs, PipelineFile
 
 ALL_SUITES = ("memory", "ops", "e2e", "scan", "stages", "compile", "peak", "peers")
 
@@ -30,25 +31,8 @@ def _split(values: Sequence[str] | None) -> list[str]:
 
 
 def bench(
-    pipeline: Annotated[
-        Path | None,
-        typer.Option(
-            "--pipeline",
-            envvar="CLISONIX_PIPELINE",
-            exists=True,
-            dir_okay=False,
-            help="Pipeline TOML for the end-to-end and stage suites.",
-        ),
-    ] = None,
-    op: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--op",
-            envvar="CLISONIX_OP",
-            help="Pipeline step name:key=value,... (repeatable); default: "
-            "rescale + window:preset=brain.",
-        ),
-    ] = None,
+    pipeline: PipelineFile = None,
+    op: OpSpecs = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -136,10 +120,7 @@ def bench(
             help="Relative change that counts as a regression for --compare.",
         ),
     ] = "10%",
-    json_out: Annotated[
-        bool,
-        typer.Option("--json", help="Print the benchmark document as JSON on stdout."),
-    ] = False,
+    json_out: JsonFlag = False,
     output: Annotated[
         Path | None,
         typer.Option(

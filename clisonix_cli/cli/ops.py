@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from clisonix_cli.cli._console import emit_json, reporting_errors
+from clisonix_cli.cli._options import JsonFlag
 
 
 def ops(
-    json_out: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Print the catalogue as one JSON document on stdout."
-        ),
-    ] = False,
+    json_out: JsonFlag = False,
 ) -> None:
     """List every transform op with its parameters, types, defaults, units and choices.
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clisonix_cli.cli._console import emit_json, err_console, reporting_errors
+from clisonix_cli.cli._options import JsonFlag
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,12 +31,7 @@ def scan(
             help="Folder to index (searched recursively, by file content).",
         ),
     ],
-    json_out: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Print one JSON document on stdout (see docs/scan.md)."
-        ),
-    ] = False,
+    json_out: JsonFlag = False,
     files_from: Annotated[
         str | None,
         typer.Option(

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from clisonix_cli.cli._console import emit_json, reporting_errors, say
+from clisonix_cli.cli._options import JsonFlag
 from clisonix_cli.errors import EnvironmentProblem, UsageError
 
 #: Files besides the studies that may sit in a synth folder (sample_data/ keeps these).
@@ -140,14 +141,7 @@ def synth(
             help="Also write OUT_DIR/SHA256SUMS (sha256sum -c format) of the files written.",
         ),
     ] = False,
-    json_out: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            envvar="CLISONIX_JSON",
-            help="Print what was written as JSON on stdout.",
-        ),
-    ] = False,
+    json_out: JsonFlag = False,
 ) -> None:
     """Write synthetic DICOM studies (phantoms); the same options give identical bytes.
 

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, say
+from clisonix_cli.cli._options import JsonFlag, OpSpecs, PipelineFile
 from clisonix_cli.errors import TaskCancelledError
 
 if TYPE_CHECKING:
@@ -36,24 +37,8 @@ def transform(
             show_default=False,
         ),
     ],
-    pipeline: Annotated[
-        Path | None,
-        typer.Option(
-            "--pipeline",
-            envvar="CLISONIX_PIPELINE",
-            metavar="FILE.toml",
-            help="Pipeline file; its ops run before any --op.",
-        ),
-    ] = None,
-    op: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--op",
-            envvar="CLISONIX_OP",
-            metavar="NAME:key=value,...",
-            help="One op (repeatable, in order). No op at all = pure conversion.",
-        ),
-    ] = None,
+    pipeline: PipelineFile = None,
+    op: OpSpecs = None,
     fmt: Annotated[
         str,
         typer.Option(
@@ -156,14 +141,7 @@ def transform(
             help="Print the plan (tasks, shards, bytes) and write nothing.",
         ),
     ] = False,
-    json_out: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            envvar="CLISONIX_JSON",
-            help="Print the summary (or plan) as one JSON document on stdout.",
-        ),
-    ] = False,
+    json_out: JsonFlag = False,
     fail_fast: Annotated[
         bool,
         typer.Option(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from clisonix_cli.cli._console import emit_json, reporting_errors, say
+from clisonix_cli.cli._options import JsonFlag
 
 
 def verify(
@@ -17,14 +18,7 @@ def verify(
             metavar="OUT_DIR", help="OUT_DIR of a transform run (with its manifest)."
         ),
     ],
-    json_out: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            envvar="CLISONIX_JSON",
-            help="Print the report as one JSON document on stdout.",
-        ),
-    ] = False,
+    json_out: JsonFlag = False,
 ) -> None:
     """Re-hash every output against the merged manifest: missing, changed, extra files.
 

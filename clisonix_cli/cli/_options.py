@@ -1,0 +1,37 @@
+"""Options shared by several subcommands, declared once (same flag, env var, help)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+JsonFlag = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        envvar="CLISONIX_JSON",
+        help="Print one machine-readable JSON document on stdout (and nothing else).",
+    ),
+]
+
+PipelineFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--pipeline",
+        envvar="CLISONIX_PIPELINE",
+        metavar="FILE.toml",
+        help="Pipeline file (docs/pipelines.md); its ops run before any --op.",
+    ),
+]
+
+OpSpecs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--op",
+        envvar="CLISONIX_OP",
+        metavar="NAME:key=value,...",
+        help="One op (repeatable, applied in order); see `clisonix ops`.",
+    ),
+]

@@ -133,18 +133,27 @@ def memory_suite(*, quick: bool, cores: int, repeats: int) -> dict[str, Any]:
 
     mib = QUICK_BUFFER_MIB if quick else DEFAULT_BUFFER_MIB
     gb1, t1 = copy_bandwidth(buffer_mib=mib, threads=1, repeats=repeats)
+    fr1, tf1 = copy_bandwidth(buffer_mib=mib, threads=1, repeats=repeats, fresh=True)
     section: dict[str, Any] = {
         "buffer_bytes": mib * 1024 * 1024,
         "convention": "read+write",
         "copy_gbps_1t": gb1,
         "copy_1t": timing_figures(t1),
+        "copy_fresh_gbps_1t": fr1,
+        "copy_fresh_1t": timing_figures(tf1),
     }
     if cores > 1:
         gbn, tn = copy_bandwidth(buffer_mib=mib, threads=cores, repeats=repeats)
         section["copy_gbps_all"] = gbn
         section["copy_all"] = timing_figures(tn)
+        frn, tfn = copy_bandwidth(
+            buffer_mib=mib, threads=cores, repeats=repeats, fresh=True
+        )
+        section["copy_fresh_gbps_all"] = frn
+        section["copy_fresh_all"] = timing_figures(tfn)
     else:
         section["copy_gbps_all"] = gb1
+        section["copy_fresh_gbps_all"] = fr1
     return section
 
 
@@ -209,6 +218,9 @@ def op_suite(
     :meth:`Op.bind`. Bytes moved = input bytes + output bytes. The first call of ``apply``
     (numba compile or cache load included) is kept apart as ``first_call_ms``; the
     reference's first call (lazy scipy/scikit-image imports) is an untimed warm-up.
+    ``copy_gbps`` (keys ``1t``, ``all`` and optionally ``fresh_1t``, ``fresh_all``) gives
+    the intensity ops' ``copy_fraction_*`` (vs a copy into a warm buffer) and
+    ``fresh_copy_fraction_*`` (vs a copy into a new array, as the op's own output is).
     ``runtime``, when given, receives the wall seconds spent on each op.
     """
     section: dict[str, Any] = {}
@@ -258,6 +270,13 @@ def op_suite(
         if op.family == "intensity" and copy_gbps and nbytes is not None:
             entry["copy_fraction_1t"] = entry["apply_1t"]["gbps"] / copy_gbps["1t"]
             entry["copy_fraction_all"] = entry["apply_all"]["gbps"] / copy_gbps["all"]
+            # like for like: the op allocates its output, so does a fresh copy
+            for key in ("1t", "all"):
+                fresh = copy_gbps.get(f"fresh_{key}")
+                if fresh:
+                    entry[f"fresh_copy_fraction_{key}"] = (
+                        entry[f"apply_{key}"]["gbps"] / fresh
+                    )
         section[name] = entry
         if runtime is not None:
             runtime[f"ops.{name}"] = time.perf_counter() - t_op
@@ -597,7 +616,16 @@ def _run_suites(
         img = per_op_image(cfg, tmp, say)
     if "ops" in wanted:
         mem = doc.get("memory")
-        copy = {"1t": mem["copy_gbps_1t"], "all": mem["copy_gbps_all"]} if mem else None
+        copy = (
+            {
+                "1t": mem["copy_gbps_1t"],
+                "all": mem["copy_gbps_all"],
+                "fresh_1t": mem.get("copy_fresh_gbps_1t", 0.0),
+                "fresh_all": mem.get("copy_fresh_gbps_all", 0.0),
+            }
+            if mem
+            else None
+        )
         _guard(
             doc,
             "ops",

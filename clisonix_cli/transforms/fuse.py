@@ -17,8 +17,15 @@ rounding to an integer dtype lands on the same integer as a step-by-step float64
 except at exact ``.5`` ties; the pass is memory-bound, so float64 arithmetic costs nothing
 measurable against float32 (measured: see docs/ops-intensity.md).
 
-Determinism: pointwise results do not depend on the partition; statistics are reduced per
-slice into fixed slots and summed in slice order, so they do not depend on the thread count.
+Statistics of 8- and 16-bit integer inputs (CT, MR: the usual stored values) come from one
+histogram pass over the stored values (:func:`value_histogram`): the map and the mask are
+then evaluated once per distinct value, moments summed over the distinct values (two-pass,
+float64), extrema and percentiles read off the cumulative counts (the same order
+statistics as a sort). Other dtypes take per-voxel kernels.
+
+Determinism: pointwise results do not depend on the partition; histogram counts are exact
+integers; per-voxel statistics are reduced per slice into fixed slots and summed in slice
+order. None of them depends on the thread count.
 """
 
 from __future__ import annotations
@@ -121,14 +128,51 @@ class PointContext:
     def __init__(self, vol: np.ndarray, clamp: Clamp) -> None:
         self.vol = vol
         self.clamp = clamp
+        self._hist: tuple[np.ndarray, np.ndarray] | None = None
 
     def _mask_args(self, mask: str, threshold: float) -> tuple[int, float]:
         return MASKS.index(mask), float(threshold)
+
+    def _selected_values(
+        self, mask: str, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """For a <= 16-bit integer volume: the selected distinct stored values (ascending),
+        their mapped values and their counts, from one histogram pass; None otherwise.
+
+        The map and the mask are evaluated once per distinct value exactly as the
+        per-voxel kernels evaluate them (float64 ``x * a + b``, then the two compares).
+        """
+        if self._hist is None:
+            hist = value_histogram(self.vol)
+            if hist is None:
+                return None
+            self._hist = hist
+        values, counts = self._hist
+        c = self.clamp
+        v = values * c.a + c.b
+        v = np.where(v < c.lo, c.lo, v)
+        v = np.where(v > c.hi, c.hi, v)
+        keep = ~np.isnan(v)
+        if mask == "nonzero":
+            keep &= v != 0.0
+        elif mask == "above":
+            keep &= v > float(threshold)
+        return values[keep], v[keep], counts[keep]
 
     def moments(self, mask: str = "all", threshold: float = 0.0) -> Moments:
         """Mean and std of the (masked) values, float64 accumulation."""
         m, t = self._mask_args(mask, threshold)
         c = self.clamp
+        sel = self._selected_values(mask, threshold)
+        if sel is not None:
+            _, v, cnt = sel
+            count = int(cnt.sum())
+            if count == 0:
+                return Moments(0, 0.0, 0.0)
+            w = cnt.astype(np.float64)
+            mean = float(np.sum(w * v)) / count
+            var = float(np.sum(w * (v - mean) ** 2)) / count  # two-pass
+            return Moments(count, mean, math.sqrt(var))
         flat = self.vol.reshape(self.vol.shape[0], -1)
         shift = _shift_estimate(flat, c, m, t)
         parts = np.zeros((flat.shape[0], 3), dtype=np.float64)
@@ -147,6 +191,12 @@ class PointContext:
         """Count, min and max of the (masked) values (0, 0.0, 0.0 when none)."""
         m, t = self._mask_args(mask, threshold)
         c = self.clamp
+        sel = self._selected_values(mask, threshold)
+        if sel is not None:
+            _, v, cnt = sel
+            if not v.size:
+                return 0, 0.0, 0.0
+            return int(cnt.sum()), float(v.min()), float(v.max())
         flat = self.vol.reshape(self.vol.shape[0], -1)
         parts = np.zeros((flat.shape[0], 3), dtype=np.float64)
         _extrema(flat, c.a, c.b, c.lo, c.hi, m, t, parts)
@@ -168,12 +218,28 @@ class PointContext:
         """
         m, t = self._mask_args(mask, threshold)
         c = self.clamp
-        flat = self.vol.reshape(-1)
-        buf = np.empty(flat.shape[0], dtype=flat.dtype)
-        n = int(_gather(flat, c.a, c.b, c.lo, c.hi, m, t, buf))
-        if n == 0:
-            return None
-        buf = buf[:n]
+        sel = self._selected_values(mask, threshold)
+        if sel is not None:
+            xs, _, cnt = sel
+            n = int(cnt.sum())
+            if n == 0:
+                return None
+            ends = np.cumsum(cnt)
+
+            def kth(k: int) -> float:  # k-th smallest selected stored value
+                return float(xs[int(np.searchsorted(ends, k, side="right"))])
+
+        else:
+            flat = self.vol.reshape(-1)
+            buf = np.empty(flat.shape[0], dtype=flat.dtype)
+            n = int(_gather(flat, c.a, c.b, c.lo, c.hi, m, t, buf))
+            if n == 0:
+                return None
+            buf = buf[:n]
+
+            def kth(k: int) -> float:
+                return float(_select(buf, k))
+
         out = []
         for q in qs:
             h = (n - 1) * (q / 100.0)
@@ -184,8 +250,8 @@ class PointContext:
                 c.a < 0
             ):  # decreasing map: the k-th smallest output is the k-th largest input
                 k, k1 = n - 1 - k, n - 1 - k1
-            lo_v = c(float(_select(buf, k)))
-            hi_v = c(float(_select(buf, k1)))
+            lo_v = c(kth(k))
+            hi_v = c(kth(k1))
             out.append(_lerp(lo_v, hi_v, frac))
         return tuple(out)
 
@@ -395,6 +461,70 @@ def _select(buf: np.ndarray, k: int) -> float:
         else:
             return float(buf[k])
     return float(buf[k])
+
+
+@kernel(parallel=True)
+def _histogram16(bits: np.ndarray, flip: int, counts: np.ndarray) -> None:
+    """counts[p, j, bits[i] ^ flip] += 1 over part p of ``bits`` (1-D uint8/uint16).
+
+    ``counts`` is (parts, 4, bins): each part is one parallel task, and four interleaved
+    sub-histograms break the store-to-load chain of runs of equal values (CT air).
+    """
+    n = bits.shape[0]
+    parts = counts.shape[0]
+    step = (n + parts - 1) // parts
+    step += (-step) % 4
+    for p in prange(parts):
+        c = counts[p]
+        start = min(n, p * step)
+        stop = min(n, start + step)
+        i = start
+        while i + 4 <= stop:
+            c[0, bits[i] ^ flip] += 1
+            c[1, bits[i + 1] ^ flip] += 1
+            c[2, bits[i + 2] ^ flip] += 1
+            c[3, bits[i + 3] ^ flip] += 1
+            i += 4
+        while i < stop:
+            c[0, bits[i] ^ flip] += 1
+            i += 1
+
+
+def value_histogram(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Distinct values and their counts of an 8- or 16-bit integer volume (one pass).
+
+    Returns
+    -------
+    (values, counts) or None
+        ``values`` float64 ascending, ``counts`` int64 (> 0); None for other dtypes and
+        for 16-bit volumes too small to pay for the counters (under 2 MiB; the statistics
+        then take the per-voxel kernels). Counts are exact integers, so the result does
+        not depend on the number of threads.
+    """
+    dt = vol.dtype
+    if dt.kind not in "iu" or dt.itemsize > 2 or not dt.isnative:
+        return None
+    import numba
+
+    nbits = 8 * dt.itemsize
+    bits = np.ascontiguousarray(vol).reshape(-1).view(f"u{dt.itemsize}")
+    flip = 1 << (nbits - 1) if dt.kind == "i" else 0  # signed: bin = value - min
+    ctype = np.int32 if bits.shape[0] < 2**31 else np.int64
+    per_part = 4 * (1 << nbits) * np.dtype(ctype).itemsize
+    # the counters may take at most half the input's bytes (peak memory): small 16-bit
+    # volumes take the per-voxel kernels, which are fast enough there
+    parts = min(
+        int(numba.get_num_threads()), bits.shape[0] >> 16, bits.nbytes // (2 * per_part)
+    )
+    if bits.shape[0] and dt.itemsize == 1:
+        parts = max(parts, 1)
+    if parts < 1:
+        return None
+    counts = np.zeros((parts, 4, 1 << nbits), dtype=ctype)
+    _histogram16(bits, flip, counts)
+    total = counts.sum(axis=(0, 1), dtype=np.int64)
+    idx = np.flatnonzero(total)
+    return (idx - flip).astype(np.float64), total[idx]
 
 
 # --- drivers ------------------------------------------------------------------------------

@@ -119,9 +119,11 @@ def reference(img: Image, **params: Any) -> Image:
 # sums over at most ~1e6 values (relative error ~1e-12) but z-scores of values far from the
 # mean (|z| up to ~1e3 for outliers over a tiny std) are float32 outputs, whose ulp there is
 # 6e-5; rtol 1e-6 covers the same float32 rounding for large z.
+# version 2: on 8/16-bit integer inputs the statistics come from a histogram of the stored
+# values (exact counts, two-pass float64 moments): z-scores may move by a float32 ulp.
 OP = Op(
     name="normalize",
-    version=1,
+    version=2,
     family="intensity",
     summary="z-score, min-max or percentile scaling; statistics optionally masked.",
     params=(

@@ -306,13 +306,16 @@ def _memory_table(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Table:
         title="Memory-copy bandwidth (np.copyto, read + write)", title_justify="left"
     )
     t.add_column("threads")
-    t.add_column("GB/s", justify="right")
+    t.add_column("GB/s into a warm buffer", justify="right")
+    t.add_column("GB/s into a new array", justify="right")
     t.add_column("buffer", justify="right")
-    t.add_row("1", _num(sec["copy_gbps_1t"]), f"{sec['buffer_bytes'] >> 20} MiB")
+    size = f"{sec['buffer_bytes'] >> 20} MiB"
+    t.add_row("1", _num(sec["copy_gbps_1t"]), _num(sec.get("copy_fresh_gbps_1t")), size)
     t.add_row(
         str(doc["env"]["cores"]),
         _num(sec["copy_gbps_all"]),
-        f"{sec['buffer_bytes'] >> 20} MiB",
+        _num(sec.get("copy_fresh_gbps_all")),
+        size,
     )
     return t
 
@@ -340,7 +343,8 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
         f"GB/s {n}t",
         "speed-up 1t",
         f"speed-up {n}t",
-        f"of copy bw 1t / {n}t",
+        f"of warm copy 1t / {n}t",
+        f"of fresh copy 1t / {n}t",
     ):
         rates.add_column(col, justify="left" if col in ("op", "family") else "right")
     for name, fig in sec.items():
@@ -348,6 +352,7 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
             name, _ms(fig["apply_1t"]), _ms(fig["apply_all"]), _ms(fig["reference"])
         )
         frac = fig.get("copy_fraction_1t")
+        fresh = fig.get("fresh_copy_fraction_1t")
         rates.add_row(
             name,
             fig["family"],
@@ -357,6 +362,9 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
             f"{_num(fig['speedup_1t'])}x",
             f"{_num(fig['speedup_all'])}x",
             "-" if frac is None else f"{frac:.0%} / {fig['copy_fraction_all']:.0%}",
+            "-"
+            if fresh is None
+            else f"{fresh:.0%} / {fig['fresh_copy_fraction_all']:.0%}",
         )
     return Group(times, rates)
 

@@ -61,8 +61,8 @@ def transform(
         typer.Option(
             "--backend",
             envvar="CLISONIX_BACKEND",
-            help="loky (processes), threads or dask; default loky, or dask with a "
-            "scheduler.",
+            help="auto, loky (processes), threads or dask; default auto (threads for a "
+            "pure conversion of uncompressed files, else loky), or dask with a scheduler.",
         ),
     ] = None,
     scheduler: Annotated[

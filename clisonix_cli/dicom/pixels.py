@@ -271,7 +271,12 @@ def pixel_info(path: Path, *, label: str | None = None) -> PixelInfo:
 
 
 def _read_native_at(
-    path: Path, info: PixelInfo, frames: Sequence[int] | None, name: str
+    path: Path,
+    info: PixelInfo,
+    frames: Sequence[int] | None,
+    name: str,
+    out: np.ndarray | None = None,
+    sha256: Any | None = None,
 ) -> np.ndarray:
     assert info.offset is not None
     rows, cols, n_frames = info.rows, info.cols, max(info.n_frames, 1)
@@ -285,27 +290,69 @@ def _read_native_at(
             f"{claimed} bytes, the Pixel Data element holds {info.length} bytes - the "
             "file is truncated or its header is wrong; re-export it"
         )
+    dtype = native_dtype(bits, info.pixel_representation)
+    if out is not None:
+        _check_out(out, (len(idx), rows, cols), dtype, name)
     try:
-        available = os.stat(path).st_size - info.offset
+        fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise InputError(f"{name}: cannot be read ({exc.strerror})") from None
-    if available < claimed:
-        raise PixelDataSizeError(
-            f"{name}: header claims {n_frames} frame(s) of {rows}x{cols} at {bits} bits = "
-            f"{claimed} bytes of Pixel Data, the file holds {max(available, 0)} bytes "
-            f"after offset {info.offset} - the file is truncated or its header is wrong; "
-            "re-export it"
-        )
-    dtype = native_dtype(bits, info.pixel_representation)
-    with open(path, "rb", buffering=0) as fh:
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        available = size - info.offset
+        if available < claimed:
+            raise PixelDataSizeError(
+                f"{name}: header claims {n_frames} frame(s) of {rows}x{cols} at {bits} "
+                f"bits = {claimed} bytes of Pixel Data, the file holds "
+                f"{max(available, 0)} bytes after offset {info.offset} - the file is "
+                "truncated or its header is wrong; re-export it"
+            )
+        whole = idx == list(range(n_frames)) and bits != 1
+        if sha256 is not None and whole:
+            # One pass: header, the pixels straight into the array, then the rest.
+            _hash_range(fh, 0, info.offset, sha256, name)
         if bits == 1:
-            out = _read_bit_packed(fh, info.offset, idx, rows, cols, name)
+            arr = _read_bit_packed(fh, info.offset, idx, rows, cols, name)
+            if out is not None:
+                out[...] = arr
+                arr = out
         else:
-            out = _read_bytes_into(fh, info.offset, idx, rows, cols, dtype, name)
+            arr = _read_bytes_into(fh, info.offset, idx, rows, cols, dtype, name, out)
+        if sha256 is not None:
+            if whole:
+                sha256.update(arr.reshape(-1).view(np.uint8).data)
+                _hash_range(fh, info.offset + claimed, size, sha256, name)
+            else:
+                _hash_range(fh, 0, size, sha256, name)
     if info.transfer_syntax == EXPLICIT_BE and dtype.itemsize > 1:
-        out.byteswap(inplace=True)
-    _correct_unused_bits(out, bits, info.bits_stored)
-    return out
+        arr.byteswap(inplace=True)
+    _correct_unused_bits(arr, bits, info.bits_stored)
+    return arr
+
+
+def _hash_range(fh: Any, start: int, stop: int, sha256: Any, name: str) -> None:
+    """Feed bytes ``[start, stop)`` of an open file to a hash, 1 MiB at a time."""
+    fh.seek(start)
+    buf = bytearray(min(max(stop - start, 0), 1 << 20))
+    view = memoryview(buf)
+    left = stop - start
+    while left > 0:
+        n = fh.readinto(view[: min(left, len(buf))])
+        if not n:
+            raise TruncatedFileError(
+                f"{name}: file ended {left} bytes early while being hashed - it changed "
+                "or was truncated while being read; check the copy"
+            )
+        sha256.update(view[:n])
+        left -= n
+
+
+def _hash_file(path: Path, sha256: Any, name: str) -> None:
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            _hash_range(fh, 0, os.fstat(fh.fileno()).st_size, sha256, name)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot be read ({exc.strerror})") from None
 
 
 def _readinto_exact(fh: Any, buf: memoryview, name: str) -> None:
@@ -328,8 +375,10 @@ def _read_bytes_into(
     cols: int,
     dtype: np.dtype[Any],
     name: str,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    out = np.empty((len(idx), rows, cols), dtype=dtype)
+    if out is None:
+        out = np.empty((len(idx), rows, cols), dtype=dtype)
     frame_bytes = rows * cols * dtype.itemsize
     if not idx:
         return out
@@ -429,6 +478,8 @@ def read_frames(
     info: PixelInfo | None = None,
     label: str | None = None,
     check_greyscale: bool = True,
+    out: np.ndarray | None = None,
+    sha256: Any | None = None,
 ) -> np.ndarray:
     """Read the stored pixel values of one DICOM file as ``(F, R, C)``.
 
@@ -448,6 +499,16 @@ def read_frames(
         True (the product contract): anything but MONOCHROME1/2 raises
         UnsupportedImageError. False: single-sample non-greyscale data (palette indices)
         is decoded too, for tests and diagnostics; multi-sample data still raises.
+    out : (F, R, C) ndarray, optional
+        A writable C-contiguous array of exactly the shape and stored type of the frames
+        (e.g. a slice of the caller's whole volume). On the native fast path the file's
+        bytes are read straight into it (no other buffer); otherwise the decoded frames
+        are copied in. It is returned.
+    sha256 : hashlib object, optional
+        Updated with every byte of the file, in order (the input digest of the manifest).
+        On the native fast path with all frames wanted this costs no second read: the
+        header, the pixels as they land in the array, and the bytes after them are hashed
+        from the same reads. Otherwise the file is hashed in a separate pass.
 
     Returns
     -------
@@ -469,17 +530,14 @@ def read_frames(
         The decoder failed on the compressed data.
     TruncatedFileError, NoPixelDataError, InputError
         The file ends early, holds no pixel data, or is not readable DICOM.
+    ValueError
+        ``out`` does not have the frames' shape and type, or is not writable and
+        C-contiguous (a caller's bug, not the file's).
     """
     name = label if label is not None else str(path)
     if info is not None and info.transfer_syntax != info.transfer_syntax.strip("\x00 "):
         info = replace(info, transfer_syntax=info.transfer_syntax.strip("\x00 "))
-    if (
-        info is not None
-        and info.offset is not None
-        and info.transfer_syntax in NATIVE_SYNTAXES
-        # 1/8-bit big endian may be stored as OW (byte pairs swapped): pydicom path
-        and not (info.transfer_syntax == EXPLICIT_BE and info.bits_allocated < 16)
-    ):
+    if info is not None and native_fast_path(info):
         _check_layout(
             name,
             info.samples_per_pixel,
@@ -487,8 +545,43 @@ def read_frames(
             info.bits_allocated,
             info.bits_stored,
         )
-        return _read_native_at(path, info, frames, name)
-    return _read_with_pydicom(path, frames, name, check_greyscale)
+        return _read_native_at(path, info, frames, name, out, sha256)
+    if sha256 is not None:
+        _hash_file(path, sha256, name)
+    arr = _read_with_pydicom(path, frames, name, check_greyscale)
+    if out is None:
+        return arr
+    _check_out(out, arr.shape, arr.dtype, name)
+    out[...] = arr
+    return out
+
+
+def native_fast_path(info: PixelInfo) -> bool:
+    """True when :func:`read_frames` reads this file's pixels straight from ``info.offset``.
+
+    Native (uncompressed) syntaxes with a known Pixel Data offset, except 1- and 8-bit big
+    endian (OW may hold swapped byte pairs: pydicom reads those).
+    """
+    ts = info.transfer_syntax.strip("\x00 ")
+    return (
+        info.offset is not None
+        and ts in NATIVE_SYNTAXES
+        and not (ts == EXPLICIT_BE and info.bits_allocated < 16)
+    )
+
+
+def _check_out(
+    out: np.ndarray, shape: tuple[int, ...], dtype: np.dtype[Any], name: str
+) -> None:
+    if tuple(out.shape) != tuple(shape) or out.dtype != dtype:
+        raise ValueError(
+            f"{name}: read_frames(out=...) got a {out.dtype} array of {out.shape}, the "
+            f"frames are {dtype} {tuple(shape)}"
+        )
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(
+            f"{name}: read_frames(out=...) needs a writable C-contiguous array"
+        )
 
 
 def _read_with_pydicom(

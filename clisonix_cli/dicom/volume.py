@@ -3,19 +3,32 @@
 Nothing is parsed again: the :class:`~clisonix_cli.dicom.model.Stack` from the scan carries the
 file order, pixel layout (offsets of native pixel data), positions, orientation, spacing and
 rescale values. Pixels come from :func:`clisonix_cli.dicom.pixels.read_frames`.
+
+Two ways to read, with the same values:
+
+- :func:`load_stack` allocates the whole (S, R, C) array once and reads every native file
+  straight into its slot (no per-slice arrays, no stacking copy): for pipelines of ops.
+- :func:`open_stack` checks the stack and returns a :class:`StackStream` that reads a few
+  slices at a time into one reused buffer: pure conversion writes each slab as it comes and
+  never holds the volume (a worker's memory no longer grows with the series size).
+
+Both can hash every input file from the same reads (``digests=``), for the manifest.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clisonix_cli.dicom.geometry import mosaic_affine, mosaic_grid, slice_affine
-from clisonix_cli.dicom.model import Stack, StackGeometry, Volume
-from clisonix_cli.dicom.pixels import read_frames
+from clisonix_cli.dicom.model import PixelInfo, Stack, StackGeometry, Volume
+from clisonix_cli.dicom.pixels import native_dtype, native_fast_path, read_frames
 from clisonix_cli.errors import (
     ClisonixError,
     GeometryError,
@@ -24,7 +37,14 @@ from clisonix_cli.errors import (
     all_errors,
 )
 
-__all__ = ["load_stack", "stack_label", "unpack_mosaic"]
+__all__ = [
+    "SLAB_BYTES",
+    "StackStream",
+    "load_stack",
+    "open_stack",
+    "stack_label",
+    "unpack_mosaic",
+]
 
 
 def stack_label(stack: Stack) -> str:
@@ -71,8 +91,10 @@ def unpack_mosaic(frame: np.ndarray, n_tiles: int) -> np.ndarray:
     )
 
 
-def _read_entries(root: Path, stack: Stack) -> list[np.ndarray]:
-    """One (R, C) frame per entry of ``stack.files``, each file opened once."""
+def _read_entries(
+    root: Path, stack: Stack, digests: MutableMapping[str, str] | None = None
+) -> list[np.ndarray]:
+    """One (R, C) frame per entry of ``stack.files``, each file opened once (mosaics)."""
     out: list[np.ndarray | None] = [None] * len(stack.files)
     if stack.frames:
         by_file: dict[str, list[int]] = defaultdict(list)
@@ -81,34 +103,123 @@ def _read_entries(root: Path, stack: Stack) -> list[np.ndarray]:
         for rel in sorted(by_file):
             idx = by_file[rel]
             info = stack.pixels[idx[0]] if stack.pixels else None
+            h = _hasher(digests)
             arr = read_frames(
-                root / rel, frames=[stack.frames[i] for i in idx], info=info, label=rel
+                root / rel,
+                frames=[stack.frames[i] for i in idx],
+                info=info,
+                label=rel,
+                sha256=h,
             )
+            _record(digests, rel, h)
             for k, i in enumerate(idx):
                 out[i] = arr[k]
     else:
         for i, rel in enumerate(stack.files):
             info = stack.pixels[i] if stack.pixels else None
-            arr = read_frames(root / rel, frames=[0], info=info, label=rel)
+            h = _hasher(digests)
+            arr = read_frames(root / rel, frames=[0], info=info, label=rel, sha256=h)
+            _record(digests, rel, h)
             out[i] = arr[0]
     return [a for a in out if a is not None]
+
+
+def _hasher(digests: MutableMapping[str, str] | None) -> Any:
+    return None if digests is None else hashlib.sha256()
+
+
+def _record(digests: MutableMapping[str, str] | None, rel: str, h: Any) -> None:
+    if digests is not None and h is not None:
+        digests[rel] = h.hexdigest()
 
 
 def _check_frames(
     frames: list[np.ndarray], stack: Stack, shape: tuple[int, int]
 ) -> None:
     for rel, f in zip(stack.files, frames, strict=True):
-        if f.shape != shape:
-            raise InconsistentStackError(
-                f"{rel}: frame is {f.shape[0]}x{f.shape[1]}, expected {shape[0]}x{shape[1]} "
-                f"like the rest of {stack_label(stack)} - the file changed since the scan; "
-                "scan again"
+        _check_frame(rel, f.shape, f.dtype, stack, shape, frames[0].dtype)
+
+
+def _check_frame(
+    rel: str,
+    got: tuple[int, ...],
+    dtype: np.dtype[Any],
+    stack: Stack,
+    shape: tuple[int, ...],
+    first: np.dtype[Any],
+) -> None:
+    if tuple(got) != tuple(shape):
+        raise InconsistentStackError(
+            f"{rel}: frame is {got[0]}x{got[1]}, expected {shape[0]}x{shape[1]} "
+            f"like the rest of {stack_label(stack)} - the file changed since the scan; "
+            "scan again"
+        )
+    if dtype != first:
+        raise InconsistentStackError(
+            f"{rel}: stored values are {dtype}, expected {first} like the "
+            f"rest of {stack_label(stack)} - mixed pixel formats in one stack"
+        )
+
+
+def _direct_dtype(
+    info: PixelInfo | None, shape: tuple[int, int]
+) -> np.dtype[Any] | None:
+    """The stored type when ``read_frames`` reads this file straight into an array slot."""
+    if info is None or not native_fast_path(info) or (info.rows, info.cols) != shape:
+        return None
+    if info.bits_allocated == 1:
+        return None
+    return native_dtype(info.bits_allocated, info.pixel_representation)
+
+
+def _read_stack(
+    root: Path, stack: Stack, digests: MutableMapping[str, str] | None = None
+) -> np.ndarray:
+    """All entries of a plain or enhanced stack as one (N, R, C) array, filled in place.
+
+    The array is allocated once, after the first file shows the stored type; native files
+    are read straight into their slot (no per-slice array, no stacking copy); anything else
+    is decoded and copied in, with the same checks as before (shape and type of every
+    frame against the first).
+    """
+    n = len(stack.files)
+    shape = (stack.rows, stack.cols)
+    groups: list[tuple[str, list[int]]]
+    if stack.frames:
+        by_file: dict[str, list[int]] = defaultdict(list)
+        for i, rel in enumerate(stack.files):
+            by_file[rel].append(i)
+        groups = [(rel, by_file[rel]) for rel in sorted(by_file)]
+    else:
+        groups = [(rel, [i]) for i, rel in enumerate(stack.files)]
+    out: np.ndarray | None = None
+    for rel, idx in groups:
+        info = stack.pixels[idx[0]] if stack.pixels else None
+        wanted = [stack.frames[i] for i in idx] if stack.frames else [0]
+        span = idx == list(range(idx[0], idx[0] + len(idx)))
+        h = _hasher(digests)
+        if out is not None and span and _direct_dtype(info, shape) == out.dtype:
+            read_frames(
+                root / rel,
+                frames=wanted,
+                info=info,
+                label=rel,
+                out=out[idx[0] : idx[0] + len(idx)],
+                sha256=h,
             )
-        if f.dtype != frames[0].dtype:
-            raise InconsistentStackError(
-                f"{rel}: stored values are {f.dtype}, expected {frames[0].dtype} like the "
-                f"rest of {stack_label(stack)} - mixed pixel formats in one stack"
-            )
+            _record(digests, rel, h)
+            continue
+        arr = read_frames(root / rel, frames=wanted, info=info, label=rel, sha256=h)
+        _record(digests, rel, h)
+        if out is None:
+            _check_frame(rel, arr.shape[1:], arr.dtype, stack, shape, arr.dtype)
+            out = np.empty((n, *shape), dtype=arr.dtype)
+        else:
+            _check_frame(rel, arr.shape[1:], arr.dtype, stack, shape, out.dtype)
+        out[idx] = arr
+    if out is None:
+        raise InconsistentStackError(f"{stack_label(stack)}: the stack holds no images")
+    return out
 
 
 def _rescale(
@@ -134,7 +245,28 @@ def _rescale(
     return real.reshape(data.shape), 1.0, 0.0
 
 
-def load_stack(root: Path, stack: Stack) -> Volume:
+def _checked(stack: Stack) -> tuple[str, StackGeometry]:
+    """The stack's label and geometry, after the checks every reader makes first."""
+    label = stack_label(stack)
+    for prob in stack.problems:
+        if prob.blocking:
+            raise _error_class(prob.code)(f"{label}: {prob.message}")
+    geo = stack.geometry
+    if geo is None:
+        raise GeometryError(
+            f"{label}: the scan found no usable geometry for this stack"
+        )
+    if len(geo.positions) != len(stack.files) or len(geo.rescale) != len(stack.files):
+        raise InconsistentStackError(
+            f"{label}: {len(geo.positions)} positions for {len(stack.files)} files - the stack "
+            "record is inconsistent; scan again"
+        )
+    return label, geo
+
+
+def load_stack(
+    root: Path, stack: Stack, *, digests: MutableMapping[str, str] | None = None
+) -> Volume:
     """Read a stack's pixels and build its affine.
 
     Parameters
@@ -143,6 +275,10 @@ def load_stack(root: Path, stack: Stack) -> Volume:
         The scan root (``stack.files`` are relative to it).
     stack : Stack
         A stack from :func:`clisonix_cli.dicom.index.scan`.
+    digests : dict, optional
+        When given, receives ``{relative path: sha256 hex of the whole file}`` for every
+        file of the stack, computed from the same reads that fetch the pixels (native
+        files are not read twice). The digests describe exactly the bytes converted.
 
     Returns
     -------
@@ -160,56 +296,43 @@ def load_stack(root: Path, stack: Stack) -> Volume:
     InputError
         Any pixel reading error of :func:`~clisonix_cli.dicom.pixels.read_frames`.
     """
-    label = stack_label(stack)
-    for prob in stack.problems:
-        if prob.blocking:
-            raise _error_class(prob.code)(f"{label}: {prob.message}")
-    geo = stack.geometry
-    if geo is None:
-        raise GeometryError(
-            f"{label}: the scan found no usable geometry for this stack"
-        )
-    if len(geo.positions) != len(stack.files) or len(geo.rescale) != len(stack.files):
-        raise InconsistentStackError(
-            f"{label}: {len(geo.positions)} positions for {len(stack.files)} files - the stack "
-            "record is inconsistent; scan again"
-        )
+    label, geo = _checked(stack)
     try:
-        frames = _read_entries(root, stack)
+        if stack.kind == "mosaic":
+            frames = _read_entries(root, stack, digests)
+            if not frames:
+                raise InconsistentStackError(f"{label}: the stack holds no images")
+            data, affine = _mosaic_volume(stack, geo, frames)
+            per_slice = stack.n_slices
+        else:
+            s, t = stack.n_slices, stack.n_volumes
+            if s * t != len(stack.files):
+                raise InconsistentStackError(
+                    f"{label}: {len(stack.files)} images for {t} volume(s) of {s} slices"
+                )
+            if not stack.files:
+                raise InconsistentStackError(f"{label}: the stack holds no images")
+            data = _read_stack(root, stack, digests)
+            if t > 1:
+                data = data.reshape(t, s, stack.rows, stack.cols)
+            affine = slice_affine(
+                geo.orientation,
+                geo.pixel_spacing,
+                np.asarray(geo.positions[:s], dtype=np.float64),
+                geo.slice_spacing,
+            )
+            per_slice = 1
     except ClisonixError:
         raise
     except OSError as exc:
         raise InputError(f"{label}: cannot read pixel data ({exc.strerror})") from None
-    if not frames:
-        raise InconsistentStackError(f"{label}: the stack holds no images")
-
-    if stack.kind == "mosaic":
-        data, affine = _mosaic_volume(stack, geo, frames)
-        per_slice = stack.n_slices
-    else:
-        _check_frames(frames, stack, (stack.rows, stack.cols))
-        s, t = stack.n_slices, stack.n_volumes
-        if s * t != len(frames):
-            raise InconsistentStackError(
-                f"{label}: {len(frames)} images for {t} volume(s) of {s} slices"
-            )
-        data = np.stack(frames)
-        if t > 1:
-            data = data.reshape(t, s, stack.rows, stack.cols)
-        affine = slice_affine(
-            geo.orientation,
-            geo.pixel_spacing,
-            np.asarray(geo.positions[:s], dtype=np.float64),
-            geo.slice_spacing,
-        )
-        per_slice = 1
     data, slope, inter = _rescale(data, geo, per_slice)
     return Volume(
         data=data,
         affine_lps=affine,
         slope=slope,
         intercept=inter,
-        meta=_meta(stack, data, affine),
+        meta=_meta(stack, data.shape, affine),
     )
 
 
@@ -239,7 +362,7 @@ def _mosaic_volume(
     return data, affine
 
 
-def _meta(stack: Stack, data: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
+def _meta(stack: Stack, shape: tuple[int, ...], affine: np.ndarray) -> dict[str, Any]:
     meta: dict[str, Any] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in stack.meta
     }
@@ -248,8 +371,205 @@ def _meta(stack: Stack, data: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
         {
             "StackKey": stack.stack_key,
             "StorageKind": stack.kind,
-            "Shape": [int(n) for n in data.shape],
+            "Shape": [int(n) for n in shape],
             "VoxelSpacing": [round(v, 6) for v in spacing],
         }
     )
     return dict(sorted(meta.items()))
+
+
+# --- streaming: the same volume, a few slices at a time ---------------------------------
+
+#: Bytes of stored values a :class:`StackStream` holds at a time (whole slices, at least one).
+SLAB_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class StackStream:
+    """A stack's volume delivered a few slices at a time: what :func:`load_stack` returns,
+    without ever holding the whole array (pure conversion writes each slab as it comes).
+
+    ``shape``, ``dtype``, ``affine_lps``, ``slope``, ``intercept`` and ``meta`` are those of
+    the :class:`~clisonix_cli.dicom.model.Volume` that ``load_stack`` would return; the
+    concatenation of :meth:`slabs` along the first axis, reshaped to ``shape``, is its data.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    affine_lps: np.ndarray
+    slope: float
+    intercept: float
+    meta: dict[str, Any]
+    _source: Callable[[], Iterator[np.ndarray]] = field(repr=False)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions of the volume (3 or 4)."""
+        return len(self.shape)
+
+    def slabs(self) -> Iterator[np.ndarray]:
+        """``(k, R, C)`` pieces of the volume in C order (volumes, then slices).
+
+        Each slab may reuse the previous one's buffer: use it (write it) before asking for
+        the next. Reading errors surface here, as the ``InputError`` subclasses of
+        :func:`load_stack`.
+        """
+        return self._source()
+
+
+def open_stack(
+    root: Path, stack: Stack, *, digests: MutableMapping[str, str] | None = None
+) -> StackStream:
+    """Check a stack and prepare to read it a few slices at a time.
+
+    Plain single-frame stacks are streamed (at most :data:`SLAB_BYTES` of stored values, plus
+    one decoded slice, in memory at once); mosaics and multi-frame (enhanced) stacks are
+    read whole by :func:`load_stack` when their slabs are first asked for, and delivered
+    as one slab.
+
+    Parameters
+    ----------
+    root : Path
+        The scan root (``stack.files`` are relative to it).
+    stack : Stack
+        A stack from :func:`clisonix_cli.dicom.index.scan`.
+    digests : dict, optional
+        As :func:`load_stack`: filled with the sha256 of every file as it is read (complete
+        once :meth:`StackStream.slabs` is exhausted).
+
+    Returns
+    -------
+    StackStream
+        The values are bit-identical to ``load_stack(root, stack).data``.
+
+    Raises
+    ------
+    GeometryError, InconsistentStackError, InputError
+        The checks of :func:`load_stack` that need no pixels fail here; pixel reading
+        errors surface while iterating :meth:`StackStream.slabs`. To learn the stored
+        type of a compressed stack the first file is decoded here.
+    """
+    label, geo = _checked(stack)
+    s, t = stack.n_slices, stack.n_volumes
+    if stack.kind == "mosaic" or stack.frames:
+        vol = load_stack(root, stack, digests=digests)
+        data = vol.data
+        return StackStream(
+            shape=tuple(int(n) for n in data.shape),
+            dtype=data.dtype,
+            affine_lps=vol.affine_lps,
+            slope=vol.slope,
+            intercept=vol.intercept,
+            meta=vol.meta,
+            _source=lambda: iter([data.reshape(-1, *data.shape[-2:])]),
+        )
+    if not stack.files:
+        raise InconsistentStackError(f"{label}: the stack holds no images")
+    if s * t != len(stack.files):
+        raise InconsistentStackError(
+            f"{label}: {len(stack.files)} images for {t} volume(s) of {s} slices"
+        )
+    plane = (stack.rows, stack.cols)
+    first_info = stack.pixels[0] if stack.pixels else None
+    stored = _direct_dtype(first_info, plane)
+    first: np.ndarray | None = None
+    if stored is None:  # compressed or unusual: decode the first file to learn its type
+        first = _read_one(root, stack, 0, digests, label)
+        _check_frame(
+            stack.files[0], first.shape[1:], first.dtype, stack, plane, first.dtype
+        )
+        stored = first.dtype
+    shape = (t, s, *plane) if t > 1 else (s, *plane)
+    affine = slice_affine(
+        geo.orientation,
+        geo.pixel_spacing,
+        np.asarray(geo.positions[:s], dtype=np.float64),
+        geo.slice_spacing,
+    )
+    pairs = set(geo.rescale)
+    if len(pairs) <= 1:
+        slope, inter = next(iter(pairs)) if pairs else (1.0, 0.0)
+        out_dtype = stored
+        rescale = None
+    else:
+        slope, inter = 1.0, 0.0
+        out_dtype = np.dtype(np.float32)
+        rescale = (
+            np.asarray([p[0] for p in geo.rescale], dtype=np.float64),
+            np.asarray([p[1] for p in geo.rescale], dtype=np.float64),
+        )
+    stored_type: np.dtype[Any] = stored
+
+    def source() -> Iterator[np.ndarray]:
+        return _stream_slices(root, stack, stored_type, first, rescale, digests, label)
+
+    return StackStream(
+        shape=shape,
+        dtype=out_dtype,
+        affine_lps=affine,
+        slope=float(slope),
+        intercept=float(inter),
+        meta=_meta(stack, shape, affine),
+        _source=source,
+    )
+
+
+def _read_one(
+    root: Path,
+    stack: Stack,
+    i: int,
+    digests: MutableMapping[str, str] | None,
+    label: str,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    rel = stack.files[i]
+    info = stack.pixels[i] if stack.pixels else None
+    h = _hasher(digests)
+    try:
+        arr = read_frames(
+            root / rel, frames=[0], info=info, label=rel, out=out, sha256=h
+        )
+    except ClisonixError:
+        raise
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read pixel data ({exc.strerror})") from None
+    _record(digests, rel, h)
+    return arr
+
+
+def _stream_slices(
+    root: Path,
+    stack: Stack,
+    stored: np.dtype[Any],
+    first: np.ndarray | None,
+    rescale: tuple[np.ndarray, np.ndarray] | None,
+    digests: MutableMapping[str, str] | None,
+    label: str,
+) -> Iterator[np.ndarray]:
+    """Slabs of whole slices, read straight into one reused buffer."""
+    plane = (stack.rows, stack.cols)
+    n = len(stack.files)
+    per = max(1, SLAB_BYTES // max(1, plane[0] * plane[1] * stored.itemsize))
+    buf = np.empty((min(per, n), *plane), dtype=stored)
+    for start in range(0, n, per):
+        stop = min(n, start + per)
+        for i in range(start, stop):
+            slot = buf[i - start : i - start + 1]
+            if i == 0 and first is not None:
+                slot[...] = first
+                continue
+            info = stack.pixels[i] if stack.pixels else None
+            if _direct_dtype(info, plane) == stored:
+                _read_one(root, stack, i, digests, label, out=slot)
+                continue
+            arr = _read_one(root, stack, i, digests, label)
+            _check_frame(stack.files[i], arr.shape[1:], arr.dtype, stack, plane, stored)
+            slot[...] = arr
+        raw = buf[: stop - start]
+        if rescale is None:
+            yield raw
+        else:
+            slopes, inters = rescale
+            yield (
+                raw * slopes[start:stop, None, None] + inters[start:stop, None, None]
+            ).astype(np.float32)

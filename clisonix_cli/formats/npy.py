@@ -2,40 +2,72 @@
 
 The array keeps DICOM index order and LPS geometry (no flip here): the sidecar holds
 ``affine_lps`` (index ``(s, r, c, 1)`` -> LPS mm), ``slope`` and ``intercept`` next to the
-acquisition fields. Both files are written atomically.
+acquisition fields. Both files are written atomically; the array goes to the file as it is
+(C-contiguous) or one slab at a time, never through a second full-size buffer.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clisonix_cli.errors import UsageError, WriteFailedError
-from clisonix_cli.formats.nifti import sidecar_bytes, sidecar_path
-from clisonix_cli.fsio import atomic_write_bytes
+from clisonix_cli.formats.nifti import (
+    SidecarArg,
+    VolumeSource,
+    sidecar_bytes,
+    sidecar_path,
+    source_chunks,
+)
+from clisonix_cli.fsio import atomic_write_bytes, atomic_write_chunks
 
-__all__ = ["write_npy"]
+__all__ = ["npy_bytes", "npy_chunks", "write_npy"]
+
+
+def npy_chunks(data: np.ndarray | VolumeSource) -> Iterator[bytes | np.ndarray]:
+    """The ``.npy`` file of an array, in pieces: the format 1.0 header, then the values in C
+    order (the array itself when C-contiguous, else slabs of about 8 MiB, never a full copy).
+
+    The concatenation is what ``np.save(f, np.ascontiguousarray(data), allow_pickle=False)``
+    writes.
+    """
+    from numpy.lib import format as npformat
+
+    if data.dtype.hasobject:
+        raise UsageError(f"cannot write {data.dtype} arrays as .npy without pickle")
+    head = io.BytesIO()
+    npformat.write_array_header_1_0(
+        head,
+        {
+            "shape": tuple(int(n) for n in data.shape),
+            "fortran_order": False,
+            "descr": npformat.dtype_to_descr(data.dtype),
+        },
+    )
+    yield head.getvalue()
+    yield from source_chunks(data, data.dtype)
 
 
 def npy_bytes(data: np.ndarray) -> bytes:
-    """The ``.npy`` bytes of an array (C order, no pickle)."""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(data), allow_pickle=False)
-    return buf.getvalue()
+    """The ``.npy`` bytes of an array (C order, no pickle), in memory."""
+    return b"".join(
+        c if isinstance(c, bytes) else c.tobytes() for c in npy_chunks(data)
+    )
 
 
 def write_npy(
     path: Path,
-    data: np.ndarray,
+    data: np.ndarray | VolumeSource,
     affine_lps: np.ndarray,
     *,
     slope: float = 1.0,
     intercept: float = 0.0,
-    sidecar: Mapping[str, Any] | None = None,
+    sidecar: SidecarArg = None,
+    digests: MutableMapping[Path, str] | None = None,
 ) -> list[Path]:
     """Write ``data`` as ``.npy`` and its geometry and scaling as ``<name>.json``.
 
@@ -43,15 +75,20 @@ def write_npy(
     ----------
     path : Path
         Destination ending in ``.npy``.
-    data : (S, R, C) or (T, S, R, C) ndarray
-        Stored values, written as they are.
+    data : (S, R, C) or (T, S, R, C) ndarray, or VolumeSource
+        Stored values, written as they are; a
+        :class:`~clisonix_cli.formats.nifti.VolumeSource` slab by slab.
     affine_lps : (4, 4) ndarray
         Maps ``(s, r, c, 1)`` to LPS mm.
     slope, intercept : float, optional
         Real value = stored * slope + intercept.
-    sidecar : mapping, optional
-        Extra fields (acquisition metadata); ``affine_lps``, ``slope``, ``intercept``,
+    sidecar : mapping or callable, optional
+        Extra fields (acquisition metadata), or a function returning them, called once the
+        array is written; ``affine_lps``, ``slope``, ``intercept``,
         ``shape``, ``dtype`` and ``axes`` are added (and win over same-named keys).
+    digests : dict, optional
+        When given, receives ``{path: sha256 hex}`` of both files, computed from the bytes
+        as they are written (no second read).
 
     Returns
     -------
@@ -67,30 +104,33 @@ def write_npy(
     """
     if not path.name.endswith(".npy"):
         raise UsageError(f"{path}: a NumPy output path ends in .npy")
-    if data.ndim not in (3, 4):
+    if len(data.shape) not in (3, 4):
         raise UsageError(
             f"write_npy takes (S, R, C) or (T, S, R, C) data, got {data.shape}"
         )
     aff = np.asarray(affine_lps, dtype=np.float64)
     if aff.shape != (4, 4):
         raise UsageError(f"affine_lps must be 4x4, got {aff.shape}")
-    doc: dict[str, Any] = dict(sidecar or {})
-    doc.update(
-        {
-            "affine_lps": aff.tolist(),
-            "slope": float(slope),
-            "intercept": float(intercept),
-            "shape": [int(n) for n in data.shape],
-            "dtype": np.dtype(data.dtype).str,
-            "axes": "TSRC" if data.ndim == 4 else "SRC",
-        }
-    )
+    geometry = {
+        "affine_lps": aff.tolist(),
+        "slope": float(slope),
+        "intercept": float(intercept),
+        "shape": [int(n) for n in data.shape],
+        "dtype": np.dtype(data.dtype).str,
+        "axes": "TSRC" if len(data.shape) == 4 else "SRC",
+    }
     side = sidecar_path(path)
+    want = digests is not None
     try:
-        atomic_write_bytes(path, npy_bytes(data))
-        atomic_write_bytes(side, sidecar_bytes(doc))
+        sha_npy = atomic_write_chunks(path, npy_chunks(data), digest=want)
+        extra = sidecar() if callable(sidecar) else sidecar
+        doc: dict[str, Any] = {**(extra or {}), **geometry}
+        sha_side = atomic_write_bytes(side, sidecar_bytes(doc), digest=want)
     except OSError as exc:
         raise WriteFailedError(
             f"{path}: cannot write ({exc.strerror}) - check free space and permissions"
         ) from None
+    if digests is not None and sha_npy is not None and sha_side is not None:
+        digests[path] = sha_npy
+        digests[side] = sha_side
     return [path, side]

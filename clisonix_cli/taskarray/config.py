@@ -16,7 +16,7 @@ from clisonix_cli.errors import ShardSpecError, UsageError
 #: Output formats, as given to ``--format``.
 FORMATS: tuple[str, ...] = ("nifti", "nifti-gz", "npy", "dicom")
 #: Executors, as given to ``--backend``.
-BACKENDS: tuple[str, ...] = ("loky", "threads", "dask")
+BACKENDS: tuple[str, ...] = ("auto", "loky", "threads", "dask")
 
 #: Test-only: comma-separated series UIDs or task ids whose task kills its own worker
 #: process with SIGKILL. Read by the driver, carried to workers in the task context.
@@ -131,7 +131,7 @@ class RunConfig:
     pipeline_file: Path | None = None
     format: str = "nifti-gz"
     jobs: int = 0
-    backend: str = "loky"
+    backend: str = "auto"
     scheduler: str | None = None
     scheduler_file: Path | None = None
     retries: int = 0
@@ -222,7 +222,8 @@ class RunConfig:
     ) -> RunConfig:
         """Build a config from command-line values.
 
-        ``backend`` None means ``dask`` when a scheduler is given, else ``loky``.
+        ``backend`` None means ``dask`` when a scheduler is given, else ``auto``
+        (see :func:`clisonix_cli.taskarray.execute.local_backend`).
         The test-only crash hook is read from the environment here.
 
         Raises
@@ -231,7 +232,7 @@ class RunConfig:
             Invalid or contradictory values (exit 2).
         """
         if backend is None:
-            backend = "dask" if (scheduler or scheduler_file) else "loky"
+            backend = "dask" if (scheduler or scheduler_file) else "auto"
         crash = tuple(
             s.strip()
             for s in os.environ.get(TEST_CRASH_ENV, "").split(",")

@@ -317,12 +317,32 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
             )
         deadline = _Deadline(task, ctx.task_timeout)
         with _thread_limits(ctx):
-            digest = _hash_inputs(task, ctx)
-            vol = _load(task, ctx)
-            deadline.check("after reading")
-            data, affine, slope, intercept = _transform(task, ctx, vol, deadline)
-            deadline.check("before writing")
-            outputs = _write(task, ctx, vol, data, affine, slope, intercept, digest)
+            if not ctx.pipeline_canonical and ctx.fmt != "dicom":
+                # Pure conversion: slices stream from the inputs to the output file; the
+                # volume is never whole in memory.
+                read: dict[str, str] = {}
+                stream = _open(task, ctx, read)  # inputs hashed as slices are read
+                try:
+                    outputs = _write(
+                        task, ctx, stream, stream, stream.affine_lps, stream.slope,
+                        stream.intercept, None, read,
+                    )  # fmt: skip
+                except ClisonixError:
+                    digest = _hash_inputs_or_none(task, ctx)
+                    raise
+                digest = _digest_of(task, read)
+            else:
+                digests: dict[str, str] = {}
+                try:
+                    vol = _load(task, ctx, digests)  # inputs hashed as they are read
+                except ClisonixError:
+                    digest = _hash_inputs_or_none(task, ctx)
+                    raise
+                digest = _digest_of(task, digests)
+                deadline.check("after reading")
+                data, affine, slope, intercept = _transform(task, ctx, vol, deadline)
+                deadline.check("before writing")
+                outputs = _write(task, ctx, vol, data, affine, slope, intercept, digest)
         rec = base_record(task, ctx)
         rec.update(status="ok", error=None, inputs_sha256=digest, outputs=outputs)
     except ClisonixError as exc:
@@ -342,11 +362,39 @@ def _hash_inputs(task: Task, ctx: TaskContext) -> str:
         ) from None
 
 
-def _load(task: Task, ctx: TaskContext) -> Volume:
+def _hash_inputs_or_none(task: Task, ctx: TaskContext) -> str | None:
+    try:
+        return _hash_inputs(task, ctx)
+    except ClisonixError:
+        return None
+
+
+def _digest_of(task: Task, digests: Mapping[str, str]) -> str:
+    """``inputs_digest`` from per-file digests gathered while reading."""
+    h = hashlib.sha256()
+    for rel in dict.fromkeys(task.stack.files):  # each file once, in stack order
+        h.update(f"{rel}\t{digests[rel]}\n".encode())
+    return h.hexdigest()
+
+
+def _open(task: Task, ctx: TaskContext, digests: dict[str, str]) -> Any:
+    from clisonix_cli.dicom.volume import open_stack
+
+    try:
+        return open_stack(Path(ctx.in_dir), task.stack, digests=digests)
+    except ClisonixError:
+        raise
+    except Exception as exc:  # a reader bug must not stop the batch
+        raise InputError(
+            f"{task.describe()}: cannot read the stack ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _load(task: Task, ctx: TaskContext, digests: dict[str, str]) -> Volume:
     from clisonix_cli.dicom.volume import load_stack
 
     try:
-        return load_stack(Path(ctx.in_dir), task.stack)
+        return load_stack(Path(ctx.in_dir), task.stack, digests=digests)
     except ClisonixError:
         raise
     except MemoryError:
@@ -444,7 +492,8 @@ def _write(
     affine: np.ndarray,
     slope: float,
     intercept: float,
-    digest: str,
+    digest: str | None,
+    input_digests: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     out_dir = Path(ctx.out_dir)
     target = out_dir / (task.out_stem + SUFFIXES[ctx.fmt])
@@ -453,10 +502,21 @@ def _write(
             f"{task.describe()}: output name {task.out_stem!r} resolves outside OUT_DIR; "
             "refusing to write (a symbolic link in OUT_DIR may point elsewhere)"
         )
-    sidecar = _sidecar(task, ctx, vol, data, affine, digest)
+    sidecar: Any
+    if input_digests is not None:  # streamed: the inputs' digest is known after writing
+        done = input_digests
+
+        def late_sidecar() -> dict[str, Any]:
+            return _sidecar(task, ctx, vol, data, affine, _digest_of(task, done))
+
+        sidecar = late_sidecar
+    else:
+        assert digest is not None
+        sidecar = _sidecar(task, ctx, vol, data, affine, digest)
+    digests: dict[Path, str] = {}
     try:
         paths = _dispatch_writer(
-            task, ctx, target, data, affine, slope, intercept, sidecar
+            task, ctx, target, data, affine, slope, intercept, sidecar, digests
         )
     except ClisonixError:
         raise
@@ -478,7 +538,7 @@ def _write(
         outputs.append(
             {
                 "path": p.resolve().relative_to(out_dir.resolve()).as_posix(),
-                "sha256": sha256_file(p),
+                "sha256": digests.get(p) or sha256_file(p),
                 "bytes": p.stat().st_size,
             }
         )
@@ -493,20 +553,27 @@ def _dispatch_writer(
     affine: np.ndarray,
     slope: float,
     intercept: float,
-    sidecar: dict[str, Any],
+    sidecar: Any,
+    digests: dict[Path, str] | None = None,
 ) -> list[Path]:
     if ctx.fmt in ("nifti", "nifti-gz"):
         from clisonix_cli.formats.nifti import write_nifti
 
+        tr = None
+        if callable(sidecar) and len(data.shape) == 4:
+            ms = (getattr(data, "meta", None) or {}).get("RepetitionTime")
+            tr = float(ms) / 1000.0 if isinstance(ms, int | float) and ms > 0 else None
         return write_nifti(
-            target, data, affine, slope=slope, intercept=intercept, sidecar=sidecar
-        )
+            target, data, affine, slope=slope, intercept=intercept, sidecar=sidecar,
+            digests=digests, repetition_time_s=tr,
+        )  # fmt: skip
     if ctx.fmt == "npy":
         from clisonix_cli.formats.npy import write_npy
 
         return write_npy(
-            target, data, affine, slope=slope, intercept=intercept, sidecar=sidecar
-        )
+            target, data, affine, slope=slope, intercept=intercept, sidecar=sidecar,
+            digests=digests,
+        )  # fmt: skip
     from clisonix_cli.dicom.write import write_dicom_series
 
     ops = (

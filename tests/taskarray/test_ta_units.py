@@ -362,3 +362,29 @@ def test_missing_scheduler_file(tmp_path: Path) -> None:
             connect_timeout=1,
         ):
             pass
+
+
+def test_auto_backend_threads_only_for_pure_native_conversion() -> None:
+    from dataclasses import replace
+
+    from clisonix_cli.dicom.model import Stack
+    from clisonix_cli.taskarray.config import RunConfig
+    from clisonix_cli.taskarray.execute import local_backend
+    from clisonix_cli.taskarray.plan import Task
+
+    def task(syntax: str) -> Task:
+        stack = Stack(
+            study_uid="1.2", series_uid="1.2.3", stack_key="1", files=("a",),
+            modality="CT", series_number=1, series_description="", rows=2, cols=2,
+            n_slices=1, n_volumes=1, transfer_syntax=syntax, bits_allocated=16,
+            est_bytes=8,
+        )  # fmt: skip
+        return Task(task_id="t", shard=0, stack=stack, out_stem="x")
+
+    cfg = RunConfig(in_dir=Path("in"), out_dir=Path("out"))
+    native, rle = task("1.2.840.10008.1.2.1"), task("1.2.840.10008.1.2.5")
+    assert local_backend(cfg, [native], 0) == "threads"
+    assert local_backend(cfg, [native], 1) == "loky"  # ops: numba kernels in processes
+    assert local_backend(cfg, [native, rle], 0) == "loky"  # decoders hold the GIL
+    assert local_backend(replace(cfg, format="dicom"), [native], 0) == "loky"
+    assert local_backend(replace(cfg, backend="loky"), [native], 0) == "loky"

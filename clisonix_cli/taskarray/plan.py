@@ -221,7 +221,12 @@ def make_plan(scan: ScanResult, *, shard: Shard | None = None) -> Plan:
     if len(set(ids)) != len(ids):  # two stacks with identical inputs: a scan bug
         raise ValueError("the scan returned two stacks with the same inputs")
     mine = tuple(t for t in tasks if shard is None or t.shard == shard.index)
-    skipped = tuple(sorted(scan.skipped, key=lambda s: (s.path, s.code)))
+    # Files set aside by the scan belong to no study: shard 0 reports them, so that a job
+    # array flags one job for a damaged file rather than every one of its N jobs.
+    reports_skipped = shard is None or shard.index == 0
+    skipped = tuple(
+        sorted(scan.skipped, key=lambda s: (s.path, s.code)) if reports_skipped else ()
+    )
     return Plan(
         tasks=mine,
         skipped=skipped,

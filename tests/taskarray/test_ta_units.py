@@ -124,6 +124,14 @@ def test_plan_order_ids_and_shards(fakes: ModuleType) -> None:
         assert all(t.shard == i == shard_of(t.study_uid, 3) for t in part)
 
 
+def test_set_aside_files_reported_by_shard_zero_only(fakes: ModuleType) -> None:
+    bad = [Skipped("a/broken.dcm", "CLX-E101", "truncated")]
+    scan = fakes.make_scan([fakes.make_stack("2.25.1", "2.25.2")], bad)
+    assert make_plan(scan).skipped == tuple(bad)
+    parts = [make_plan(scan, shard=Shard(i, 3)).skipped for i in range(3)]
+    assert parts == [tuple(bad), (), ()]  # merged, the job array reports it once
+
+
 def test_task_id_changes_with_files(fakes: ModuleType) -> None:
     a = fakes.make_stack("2.25.1", "2.25.2", n_files=2)
     b = fakes.make_stack("2.25.1", "2.25.2", n_files=3)

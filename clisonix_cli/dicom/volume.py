@@ -48,14 +48,15 @@ __all__ = [
 
 
 def stack_label(stack: Stack) -> str:
-    """How messages name a stack: series number, stack key and the folder of its files."""
-    folder = (
-        stack.files[0].rsplit("/", 1)[0]
-        if stack.files and "/" in stack.files[0]
-        else "."
-    )
+    """How messages name a stack: its first file (and how many more), series and stack key.
+
+    e.g. ``a/IM1 (+1 more; series ?, stack 1)``; paths are relative to the scan root.
+    """
+    first = stack.files[0] if stack.files else "?"
+    more = len(set(stack.files)) - 1
+    extra = f"+{more} more; " if more > 0 else ""
     num = stack.series_number if stack.series_number is not None else "?"
-    return f"{folder} (series {num}, stack {stack.stack_key})"
+    return f"{first} ({extra}series {num}, stack {stack.stack_key})"
 
 
 def _error_class(code: str) -> type[InputError]:

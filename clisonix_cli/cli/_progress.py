@@ -6,6 +6,7 @@ Plain lines (cron, CI, job arrays) are one per finished task, so logs stay grepp
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ class RunProgress:
         self.quiet = quiet
         self._progress: Any = None
         self._bar: Any = None
+        self._failed = 0
+        self._slices = 0
+        self._t0 = time.monotonic()
 
     def __enter__(self) -> RunProgress:
         if self.rich_bar:
@@ -49,6 +53,8 @@ class RunProgress:
                 TextColumn("[progress.description]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]} failed"),
+                TextColumn("{task.fields[rate]} slices/s"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=err_console,
@@ -74,10 +80,20 @@ class RunProgress:
             return
         if self._progress is not None:
             if event.kind == "start":
-                self._bar = self._progress.add_task("transform", total=event.total)
+                self._t0 = time.monotonic()
+                self._bar = self._progress.add_task(
+                    "transform", total=event.total, failed=0, rate="-"
+                )
             elif event.kind == "task" and self._bar is not None:
-                self._progress.update(self._bar, completed=event.done)
                 rec = event.record or {}
+                self._count(event, rec)
+                elapsed = max(time.monotonic() - self._t0, 1e-9)
+                self._progress.update(
+                    self._bar,
+                    completed=event.done,
+                    failed=self._failed,
+                    rate=f"{self._slices / elapsed:,.0f}",
+                )
                 if rec.get("status") == "failed":
                     err = rec.get("error") or {}
                     self._line(f"{err.get('code')}: {err.get('message')}", style="red")
@@ -97,6 +113,14 @@ class RunProgress:
             else:
                 err = rec.get("error") or {}
                 self._line(f"{head} {err.get('code')}: {err.get('message')}")
+
+    def _count(self, event: Event, rec: Any) -> None:
+        """Tally failed tasks and the slices of successful ones (for the rate column)."""
+        if rec.get("status") == "failed":
+            self._failed += 1
+        elif rec.get("status") == "ok" and event.task is not None:
+            stack = event.task.stack
+            self._slices += stack.n_slices * max(stack.n_volumes, 1)
 
     def _line(self, text: str, style: str | None = None) -> None:
         target = self._progress.console if self._progress is not None else err_console

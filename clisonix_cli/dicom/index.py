@@ -28,6 +28,13 @@ from typing import Any, BinaryIO
 
 from clisonix_cli.dicom.discover import list_files, normalize_files
 from clisonix_cli.dicom.model import PixelInfo, ScanResult, Skipped, Stack
+from clisonix_cli.dicom.pixels import (
+    DEFLATED_LE,
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    NATIVE_SYNTAXES,
+)
 from clisonix_cli.errors import (
     InputError,
     NoPixelDataError,
@@ -46,12 +53,6 @@ __all__ = [
     "stack_document",
     "syntax_name",
 ]
-
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-NATIVE_SYNTAXES = frozenset({IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE})
 
 _CHUNK = 16384  # first read; enough for the header of nearly every single-frame file
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
@@ -582,7 +583,7 @@ def _pixel_info(values: dict[str, Any], syntax: str, walk: _Walk | None) -> Pixe
         and walk.pixel_tag == 0x7FE00010
         and walk.pixel_length is not None
     ):
-        if syntax in (IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE):
+        if syntax in NATIVE_SYNTAXES:
             offset, length = walk.pixel_offset, walk.pixel_length
     return PixelInfo(
         transfer_syntax=syntax,
@@ -609,10 +610,7 @@ def _check_pixels(info: PixelInfo, walk: _Walk, size: int) -> None:
             f"{size - walk.pixel_offset} after its header - the copy was cut short; "
             "copy the file again from the source"
         )
-    if (
-        info.transfer_syntax in (IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE)
-        and walk.pixel_tag == 0x7FE00010
-    ):
+    if info.transfer_syntax in NATIVE_SYNTAXES and walk.pixel_tag == 0x7FE00010:
         need = _expected_bytes(
             info.rows,
             info.cols,
@@ -828,7 +826,7 @@ def _read_with_pydicom(
             walk.pixel_tag = pixel_tag
             tell = getattr(raw, "value_tell", None)
             length = getattr(raw, "length", None)
-            if syntax in (IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE) and tell is not None:
+            if syntax in NATIVE_SYNTAXES and tell is not None:
                 walk.pixel_offset = int(tell)
                 walk.pixel_length = (
                     None if length in (None, _UNDEFINED) else int(length)

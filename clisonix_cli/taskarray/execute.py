@@ -384,12 +384,6 @@ def _run_in(
     return result
 
 
-#: Transfer syntaxes read straight from the file with numpy (no decoder, GIL released).
-NATIVE_SYNTAXES = frozenset(
-    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
-)
-
-
 def local_backend(config: RunConfig, tasks: list[Task], pipeline_steps: int) -> str:
     """Resolve ``--backend auto``: threads for a pure conversion of native files, else loky.
 
@@ -402,6 +396,8 @@ def local_backend(config: RunConfig, tasks: list[Task], pipeline_steps: int) -> 
     """
     if config.backend != "auto":
         return config.backend
+    from clisonix_cli.dicom.pixels import NATIVE_SYNTAXES  # read with numpy, no decoder
+
     native = all(t.stack.transfer_syntax in NATIVE_SYNTAXES for t in tasks)
     if (
         pipeline_steps == 0

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from clisonix_cli.taskarray.config import cpu_cores
+
 SCHEMA = "clisonix-bench/1"
 
 
@@ -65,13 +67,6 @@ def last_level_cache_bytes() -> int | None:
     return best[1] if best else None
 
 
-def usable_cores() -> int:
-    """Cores this process may use: affinity and cgroup quotas (joblib), like ``--jobs 0``."""
-    from joblib import cpu_count
-
-    return max(1, int(cpu_count()))
-
-
 def load_average() -> float | None:
     """The 1-minute load average, or None where the OS has none."""
     try:
@@ -95,7 +90,7 @@ def environment() -> dict[str, Any]:
         "implementation": sys.implementation.name,
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
-        "cores": usable_cores(),
+        "cores": cpu_cores(),
         "logical_cpus": os.cpu_count() or 1,
         "numba_threads": int(numba.config.NUMBA_NUM_THREADS),  # type: ignore[attr-defined]
         "last_level_cache_bytes": last_level_cache_bytes(),

@@ -20,8 +20,9 @@ from typing import Any
 
 from clisonix_cli.bench import workload as wl
 from clisonix_cli.bench.harness import Timing, rate, run_child, time_call
-from clisonix_cli.bench.report import load_average, new_document, usable_cores
+from clisonix_cli.bench.report import load_average, new_document
 from clisonix_cli.bench.sizing import parallel_efficiency
+from clisonix_cli.taskarray.config import cpu_cores
 
 Progress = Callable[[str], None]
 
@@ -537,7 +538,7 @@ def run_bench(cfg: BenchConfig, *, progress: Progress | None = None) -> dict[str
 
     A suite that fails is recorded under ``errors`` (one line) and the others still run.
     """
-    cores = usable_cores()
+    cores = cpu_cores()
     jobs_levels = cfg.jobs or default_jobs(cores, quick=cfg.quick)
     doc = new_document({**cfg.describe(), "jobs": list(jobs_levels)})
     say = progress or (lambda _msg: None)

@@ -32,6 +32,7 @@ from clisonix_cli.errors import (
     WriteFailedError,
 )
 from clisonix_cli.fsio import is_within, sha256_file
+from clisonix_cli.taskarray.config import cpu_cores
 from clisonix_cli.taskarray.plan import Task
 
 if TYPE_CHECKING:
@@ -261,10 +262,7 @@ def _numba_threads(ctx: TaskContext) -> int | None:
     if ctx.host_threads:
         on_host = _dask_host_threads(ctx.host_threads)
         if on_host:
-            cores = (
-                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-            )
-            return max(1, cores // on_host)
+            return max(1, cpu_cores() // on_host)
     return None
 
 

@@ -35,7 +35,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from clisonix_cli.dicom.write import SeriesEncoder, file_meta_for
+from clisonix_cli.dicom.write import SeriesEncoder, derived_uid, file_meta_for
 from clisonix_cli.errors import MissingDependencyError, UsageError
 from clisonix_cli.fsio import atomic_write_bytes, sha256_file
 
@@ -69,8 +69,7 @@ def synth_uid(seed: int, *parts: object) -> str:
     str
         At most 44 characters, no leading zeros in the integer component (PS3.5 9.1).
     """
-    key = "|".join(["clisonix-synth", str(seed), *map(str, parts)]).encode()
-    return "2.25." + str(int.from_bytes(hashlib.sha256(key).digest()[:16], "big"))
+    return derived_uid("clisonix-synth", seed, *parts)
 
 
 def _h(seed: int, *parts: object) -> int:

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -181,13 +181,14 @@ def inputs_digest(root: Path, files: Sequence[str]) -> str:
     str
         Hex digest of the lines ``"<relative path>\\t<sha256>\\n"``.
     """
+    return combined_digest(files, lambda rel: sha256_file(root / rel))
+
+
+def combined_digest(files: Sequence[str], digest_of: Callable[[str], str]) -> str:
+    """The ``inputs_digest`` formula over per-file digests (each file once, in order)."""
     h = hashlib.sha256()
-    seen: set[str] = set()
-    for rel in files:
-        if rel in seen:  # an enhanced file listed once per frame
-            continue
-        seen.add(rel)
-        h.update(f"{rel}\t{sha256_file(root / rel)}\n".encode())
+    for rel in dict.fromkeys(files):  # an enhanced file is listed once per frame
+        h.update(f"{rel}\t{digest_of(rel)}\n".encode())
     return h.hexdigest()
 
 
@@ -210,11 +211,15 @@ def derived_series_uid(
     -------
     str
     """
-    key = f"clisonix-derived|{task.series_uid}|{task.stack.stack_key}|{pipeline_sha256}"
-    if volume is not None:
-        key += f"|volume-{volume}"
-    return "2.25." + str(
-        int.from_bytes(hashlib.sha256(key.encode()).digest()[:16], "big")
+    from clisonix_cli.dicom.write import derived_uid
+
+    extra = () if volume is None else (f"volume-{volume}",)
+    return derived_uid(
+        "clisonix-derived",
+        task.series_uid,
+        task.stack.stack_key,
+        pipeline_sha256,
+        *extra,
     )
 
 
@@ -369,10 +374,7 @@ def _hash_inputs_or_none(task: Task, ctx: TaskContext) -> str | None:
 
 def _digest_of(task: Task, digests: Mapping[str, str]) -> str:
     """``inputs_digest`` from per-file digests gathered while reading."""
-    h = hashlib.sha256()
-    for rel in dict.fromkeys(task.stack.files):  # each file once, in stack order
-        h.update(f"{rel}\t{digests[rel]}\n".encode())
-    return h.hexdigest()
+    return combined_digest(task.stack.files, digests.__getitem__)
 
 
 def _open(task: Task, ctx: TaskContext, digests: dict[str, str]) -> Any:

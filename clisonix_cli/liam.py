@@ -158,7 +158,7 @@ def transform_matrix(x: Any, w: Any) -> np.ndarray:
     array([[6.],
            [6.]], dtype=float32)
     """
-    from clisonix_cli.transforms.matrix import contract
+    from clisonix_cli.transforms.ops.matrix import contract
 
     arr = np.asarray(x)
     weights = np.asarray(w)
@@ -193,7 +193,7 @@ def svd_compress(
     >>> bool(np.allclose(approx, x, atol=1e-4)), round(report.retained_energy, 6)
     (True, 1.0)
     """
-    from clisonix_cli.transforms.svd import svd_factors
+    from clisonix_cli.transforms.ops.svd import svd_factors
 
     arr = np.asarray(x)
     if arr.ndim not in (2, 3):
@@ -220,7 +220,7 @@ class BinaryAlgebra:
     seed : int
         Seed of the randomized SVD (same seed, same bytes).
     oversample, power_iters : int
-        Randomized SVD settings (see :mod:`clisonix_cli.transforms.svd`).
+        Randomized SVD settings (see :mod:`clisonix_cli.transforms.ops.svd`).
 
     Attributes
     ----------

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clisonix_cli.errors import all_errors
+from clisonix_cli.transforms.docs import ops_markdown
 
 EXIT_MEANING = {
     1: "task-level: recorded in the manifest, the batch goes on, the run exits 1",
@@ -69,27 +70,16 @@ def cli_md() -> str:
     return f"{head}\n\n{note}{rest.lstrip()}".rstrip() + "\n"
 
 
-def ops_md() -> str | None:
-    """The op catalogue page, when the transform registry provides one."""
-    try:
-        from clisonix_cli.transforms.docs import ops_markdown
-    except ImportError:
-        return None
-    return ops_markdown()
-
-
-def pages() -> dict[str, Callable[[], str | None]]:
+def pages() -> dict[str, Callable[[], str]]:
     """Every generated page: file name under docs/ -> generator."""
-    return {"errors.md": errors_md, "cli.md": cli_md, "ops.md": ops_md}
+    return {"errors.md": errors_md, "cli.md": cli_md, "ops.md": ops_markdown}
 
 
 def main(docs_dir: Path = Path("docs")) -> None:
     """Write every generated page into ``docs_dir``."""
     for name, make in pages().items():
-        text = make()
-        if text is not None:
-            (docs_dir / name).write_text(text, encoding="utf-8")
-            sys.stderr.write(f"wrote {docs_dir / name}\n")
+        (docs_dir / name).write_text(make(), encoding="utf-8")
+        sys.stderr.write(f"wrote {docs_dir / name}\n")
 
 
 if __name__ == "__main__":

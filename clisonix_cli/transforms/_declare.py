@@ -1,7 +1,9 @@
 """How a transform op is declared once: parameters, kernel switch, driver, reference.
 
-Every op module in this package defines ``OP = Op(...)``; the registry, the ``--op``/TOML
-parser, ``clisonix ops``, the docs and the property tests all read these declarations.
+Every module of :mod:`clisonix_cli.transforms.ops` defines ``OP = Op(...)``; the registry,
+the ``--op``/TOML parser, ``clisonix ops``, the docs and the property tests all read these
+declarations. The op module's docstring is the op's definition in ``docs/ops.md``: its
+formulas, conventions and reference, with no copy elsewhere.
 
 Rules for op modules (read this before writing one)
 ---------------------------------------------------
@@ -377,12 +379,6 @@ class Op:
     resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     pointwise: Callable[..., Any] | None = None
     geometry: Callable[..., tuple[tuple[int, ...], Any]] | None = None
-
-    def param(self, name: str) -> Param:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
 
     def bind(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Convert, check, fill defaults and resolve a parameter mapping.

@@ -1,8 +1,10 @@
 """The op catalogue as data (``clisonix ops --json``) and as Markdown (``docs/ops.md``).
 
 Both are generated from the declarations only (no numba import, nothing compiled), so they
-can never drift from the code. ``make docs`` writes ``docs/ops.md``; a test regenerates it
-and fails on a diff.
+can never drift from the code. An op module's docstring is its definition (formulas,
+conventions, reference); the declaration holds parameters, presets and tolerances. The
+hand-written pages ``docs/ops-*.md`` hold prose and measurements only and link here.
+``make docs`` writes ``docs/ops.md``; a test regenerates it and fails on a diff.
 """
 
 from __future__ import annotations
@@ -11,8 +13,18 @@ import inspect
 import sys
 from typing import Any
 
+from clisonix_cli.transforms import fuse
 from clisonix_cli.transforms._declare import Op, Param
 from clisonix_cli.transforms.registry import all_ops
+
+#: The hand-written page of each op family: shared conventions and measurements, linking
+#: back to the definitions in ``docs/ops.md``.
+FAMILY_PAGES = {
+    "intensity": "ops-intensity.md",
+    "spatial": "ops-spatial.md",
+    "filter": "ops-filters.md",
+    "linalg": "ops-linalg.md",
+}
 
 
 def _jsonable(value: Any) -> Any:
@@ -74,6 +86,34 @@ def module_doc(op: Op) -> str:
     return doc or ""
 
 
+def tolerance_text(op: Op) -> str:
+    """How ``op.apply`` is tested against ``op.reference`` (its declared tolerances)."""
+    head = "Tested against its `reference` (numpy, scipy or scikit-image)"
+    compare = op.extra.get("compare")
+    if compare is not None:
+        first = " ".join((inspect.getdoc(compare) or "").split("\n\n")[0].split())
+        return f"{head}: {first[:1].lower()}{first[1:]}"
+    bounds = [f"{k} {v:g}" for k, v in (("atol", op.atol), ("rtol", op.rtol)) if v]
+    text = f"{head} within {', '.join(bounds)}" if bounds else f"{head}: equal"
+    int_atol = op.extra.get("int_atol")
+    if int_atol is not None:
+        text += f"; integer outputs within {int_atol} step"
+    return text + "."
+
+
+def _text_block(summary: str, text: str) -> list[str]:
+    return [
+        "",
+        f"<details><summary>{summary}</summary>",
+        "",
+        "```text",
+        text,
+        "```",
+        "",
+        "</details>",
+    ]
+
+
 def ops_markdown() -> str:
     """``docs/ops.md``: one section per op with its parameter table and module notes."""
     ops = all_ops()
@@ -85,7 +125,11 @@ def ops_markdown() -> str:
         "Every op usable in `--op NAME:key=value,...` or a pipeline TOML `[[op]]` table",
         "(see [pipelines.md](pipelines.md)). `clisonix ops` prints the same list,",
         "`clisonix ops --json` as data. Ops marked *fusable* run with their fusable",
-        "neighbours as one pass over the volume.",
+        "neighbours as one pass over the volume ([fusion](#fusion)). Each op's",
+        "definition (formulas, conventions, reference) is its module's docstring;",
+        "the family pages ("
+        + ", ".join(f"[{f}]({page})" for f, page in FAMILY_PAGES.items())
+        + ") add shared conventions and measurements.",
         "",
         "| op | family | version | summary |",
         "| --- | --- | --- | --- |",
@@ -97,11 +141,12 @@ def ops_markdown() -> str:
             f"{_cell(op.summary)} |"
         )
     for op in ops.values():
+        family_link = f"[{op.family}]({FAMILY_PAGES[op.family]})"
         lines += [
             "",
             f"## {op.name}",
             "",
-            f"{op.summary} (version {op.version}, family {op.family}).",
+            f"{op.summary} (version {op.version}, family {family_link}).",
             "",
         ]
         if op.params:
@@ -120,18 +165,17 @@ def ops_markdown() -> str:
         example = op.examples[0] if op.examples else {}
         spec = ",".join(f"{k}={_spec_value(v)}" for k, v in example.items())
         lines += ["", "Example: `--op " + op.name + (f":{spec}" if spec else "") + "`"]
+        lines += ["", tolerance_text(op)]
         notes = module_doc(op)
         if notes:
-            lines += [
-                "",
-                "<details><summary>Definition</summary>",
-                "",
-                "```text",
-                notes,
-                "```",
-                "",
-                "</details>",
-            ]
+            lines += _text_block("Definition", notes)
+    lines += [
+        "",
+        "## Fusion",
+        "",
+        "How consecutive fusable ops run as one pass (`clisonix_cli.transforms.fuse`).",
+    ]
+    lines += _text_block("Definition", inspect.getdoc(fuse) or "")
     return "\n".join(lines) + "\n"
 
 

@@ -1,27 +1,43 @@
 """Pointwise fusion: a run of intensity ops collapses into one pass over the volume.
 
-Every pointwise op of this package (``rescale``, ``window``, ``clip``, ``normalize``,
-``cast``) maps a real voxel value ``x`` to ``clip(a * x + b, lo, hi)``, optionally followed
-by a rounding cast to an integer dtype. ``normalize`` and ``cast:scale=fit`` first need
-whole-volume statistics of their input; those are computed by a statistics pass that reads
-the *original* input through the maps composed so far (nothing is materialised).
+Every fusable op (``rescale``, ``window``, ``clip``, ``normalize``, ``cast``: marked
+*fusable* in ``clisonix ops``) maps a real voxel value ``x`` to::
 
-Maps of this form compose into one (:meth:`Clamp.then`), negative slopes swap the bounds,
-so a chain costs one read of the input and one write of the output whatever its length.
-The input's pending modality rescale (``vol * slope + intercept``) is the first map of every
-chain, so it is folded in for free.
+    y = clip(a * x + b, lo, hi)          (+ a final rounding cast for integer outputs)
 
-Precision: the fused kernel computes each voxel in float64 (one multiply-add, two compares,
-one rounding) and stores once. float64 keeps the composed map exact to ~1e-16 relative, so
-rounding to an integer dtype lands on the same integer as a step-by-step float64 reference
-except at exact ``.5`` ties; the pass is memory-bound, so float64 arithmetic costs nothing
-measurable against float32 (measured: see docs/ops-intensity.md).
+``normalize`` and ``cast:scale=fit`` first need whole-volume statistics of their input;
+those come from a statistics pass that reads the *original* input through the maps composed
+so far (nothing is materialised). Two such maps compose into one (:meth:`Clamp.then`)::
+
+    a2 * clip(u, lo1, hi1) + b2 = clip(a2 * u + b2, a2*lo1 + b2, a2*hi1 + b2)  (bounds swap if a2 < 0)
+    clip(clip(v, L1, H1), lo2, hi2) = clip(v, min(max(L1, lo2), hi2), max(min(H1, hi2), lo2))
+
+(the second rule also covers disjoint intervals, which give a constant; ``a2 = 0`` gives a
+constant). The input's pending modality rescale (``vol * slope + intercept``) is the first
+map of every chain, so it is folded in for free. A chain costs one read of the input and
+one write of the output, in its input and output dtypes (``rescale -> window ->
+cast:dtype=uint8`` reads int16 and writes uint8), whatever its length. A rounding cast in
+the middle of a chain is not affine: the chain is split there.
+
+Precision: the fused kernel is parallel over chunks of ``CHUNK`` voxels and computes each
+voxel in float64 (one multiply-add, two compares, one rounding), then stores once. float64
+keeps the composed map exact to ~1e-16 relative (float32 would put ~1e-6 absolute error on
+a window of HU values, where ``a * x`` and ``b`` nearly cancel, and would move integer
+rounding); the pass is memory-bound, so float64 arithmetic costs little against float32
+(measured: docs/ops-intensity.md). Fused and op-by-op runs agree within float32 rounding
+(op by op rounds to float32 between ops; fused does not) and one integer step at exact
+``.5`` ties (tested).
 
 Statistics of 8- and 16-bit integer inputs (CT, MR: the usual stored values) come from one
 histogram pass over the stored values (:func:`value_histogram`): the map and the mask are
 then evaluated once per distinct value, moments summed over the distinct values (two-pass,
 float64), extrema and percentiles read off the cumulative counts (the same order
-statistics as a sort). Other dtypes take per-voxel kernels.
+statistics as a sort). Other dtypes take per-voxel kernels: mean and std from float64 sums
+per slice of the values shifted by an estimate of the mean (a strided sample), extrema per
+slice, and percentiles by selection among the selected stored values, gathered in a buffer
+of the input dtype (no float64 copy of the volume). The maps are monotone, so the order
+statistics of the mapped values are the mapped order statistics of the stored values (a
+decreasing map reverses the order).
 
 Determinism: pointwise results do not depend on the partition; histogram counts are exact
 integers; per-voxel statistics are reduced per slice into fixed slots and summed in slice
@@ -31,7 +47,7 @@ order. None of them depends on the thread count.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -568,9 +584,6 @@ def map_volume(vol: np.ndarray, clamp: Clamp, dtype: str) -> np.ndarray:
 def start_clamp(img: Image) -> Clamp:
     """The map from ``img``'s stored values to its real values (the pending rescale)."""
     return Clamp(float(img.slope), float(img.intercept))
-
-
-PointwiseFn = Callable[[PointContext, Mapping[str, Any]], PointStep]
 
 
 def run_pointwise(img: Image, steps: Sequence[tuple[Op, Mapping[str, Any]]]) -> Image:

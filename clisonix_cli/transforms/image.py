@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,7 +33,3 @@ class Image:
         """Voxel spacing along (S, R, C) in millimetres, from the affine's column norms."""
         norms = np.linalg.norm(self.affine_lps[:3, :3], axis=0)
         return (float(norms[0]), float(norms[1]), float(norms[2]))
-
-    def with_vol(self, vol: np.ndarray) -> Image:
-        """Same geometry and rescale, new voxel array."""
-        return replace(self, vol=vol)

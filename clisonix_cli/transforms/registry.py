@@ -1,9 +1,10 @@
-"""The op registry: every ``OP`` declared by a module of this package, by name.
+"""The op registry: the ``OP`` of every module of :mod:`clisonix_cli.transforms.ops`, by name.
 
-Modules are found with :mod:`pkgutil` (no hand-kept list can drift) and imported on the first
-call to :func:`all_ops`. Importing an op module imports numpy and the declarations only:
-kernels compile on their first call (see :mod:`clisonix_cli.transforms._declare`), so listing
-ops, parsing a pipeline and ``clisonix ops`` never import numba.
+Op modules are found with :mod:`pkgutil` (no hand-kept list can drift) and imported on the
+first call to :func:`all_ops`: every public module of ``ops`` declares one ``OP``. Importing
+an op module imports numpy and the declarations only: kernels compile on their first call
+(see :mod:`clisonix_cli.transforms._declare`), so listing ops, parsing a pipeline and
+``clisonix ops`` never import numba.
 """
 
 from __future__ import annotations
@@ -12,26 +13,25 @@ import importlib
 import pkgutil
 import threading
 
+from clisonix_cli.transforms import ops
 from clisonix_cli.transforms._declare import Op
 
 _LOCK = threading.Lock()
 _OPS: dict[str, Op] | None = None
 
-#: Modules of this package that are not ops (helpers, the registry itself, ...).
-NOT_OPS = frozenset({"image", "registry", "pipeline", "fuse", "docs"})
-
 
 def _discover() -> dict[str, Op]:
-    import clisonix_cli.transforms as pkg
-
     found: dict[str, Op] = {}
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name in NOT_OPS or info.ispkg:
+    for info in sorted(pkgutil.iter_modules(ops.__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.ispkg:
             continue
-        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        module = importlib.import_module(f"{ops.__name__}.{info.name}")
         op = getattr(module, "OP", None)
         if not isinstance(op, Op):
-            continue
+            raise RuntimeError(
+                f"{module.__name__} declares no OP: every public module of "
+                f"{ops.__name__} is an op (shared helpers take a leading underscore)"
+            )
         if op.name in found:
             raise RuntimeError(
                 f"op name '{op.name}' declared twice ({info.name}.py and another module)"

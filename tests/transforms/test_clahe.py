@@ -8,8 +8,8 @@ import pytest
 from skimage.exposure import equalize_adapthist
 
 from clisonix_cli.errors import ParameterRangeError, TransformFailedError
-from clisonix_cli.transforms.clahe import OP, apply, reference
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops.clahe import OP, apply, reference
 
 AFFINE = np.diag([2.5, 0.7, 0.7, 1.0])
 rng = np.random.default_rng(0)

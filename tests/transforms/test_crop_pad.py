@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from clisonix_cli.errors import ParameterRangeError
-from clisonix_cli.transforms.crop_pad import OP, apply, offsets, reference, stored_value
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops.crop_pad import (
+    OP,
+    apply,
+    offsets,
+    reference,
+    stored_value,
+)
 
 AFFINE = np.array(
     [

@@ -10,9 +10,9 @@ import numba
 import numpy as np
 import pytest
 
-from clisonix_cli.transforms._gather import contiguous_copy, copy_into
 from clisonix_cli.transforms.fuse import Clamp, PointContext, value_histogram
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops._gather import contiguous_copy, copy_into
 from clisonix_cli.transforms.registry import all_ops
 
 RNG = np.random.default_rng(7)

@@ -6,8 +6,8 @@ import numba
 import numpy as np
 import pytest
 
-from clisonix_cli.transforms.flip import OP, apply, reference
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops.flip import OP, apply, reference
 
 OBLIQUE = np.array(
     [

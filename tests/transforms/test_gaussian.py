@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from clisonix_cli.transforms import _separable
-from clisonix_cli.transforms.gaussian import apply, reference, sigma_voxels
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops import _separable
+from clisonix_cli.transforms.ops.gaussian import apply, reference, sigma_voxels
 
 CT = np.array(
     [

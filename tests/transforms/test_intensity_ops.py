@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from clisonix_cli.transforms import threshold as threshold_mod
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops import threshold as threshold_mod
+from clisonix_cli.transforms.ops.window import PRESETS
 from clisonix_cli.transforms.registry import all_ops
-from clisonix_cli.transforms.window import PRESETS
 
 OPS = all_ops()
 EYE = np.eye(4)

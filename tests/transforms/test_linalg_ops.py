@@ -14,8 +14,8 @@ from hypothesis.extra.numpy import arrays
 
 from clisonix_cli.errors import ParameterRangeError, TransformFailedError
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops.svd import svd_factors
 from clisonix_cli.transforms.registry import all_ops
-from clisonix_cli.transforms.svd import svd_factors
 
 MATRIX = all_ops()["matrix"]
 SVD = all_ops()["svd"]

@@ -11,8 +11,8 @@ import pytest
 from scipy import ndimage
 
 from clisonix_cli.errors import ParameterRangeError
-from clisonix_cli.transforms import median
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops import median
 
 AFFINE = np.diag([2.5, 0.7, 0.7, 1.0])
 rng = np.random.default_rng(0)

@@ -261,7 +261,7 @@ def _volume(shape: tuple[int, int, int] = (5, 24, 20)) -> Image:
 
 
 def _sequential(specs: list[str], img: Image) -> Image:
-    for step in Pipeline.from_cli(specs):
+    for step in Pipeline.from_cli(specs).steps:
         img = step.op.apply(img, **step.params)
     return img
 

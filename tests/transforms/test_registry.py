@@ -1,6 +1,6 @@
 """Every registered op against its reference, and the registry's contracts.
 
-Generic on purpose: an op added to ``clisonix_cli/transforms`` is picked up here with no
+Generic on purpose: an op added to ``clisonix_cli/transforms/ops`` is picked up here with no
 test edit (its ``examples``, ``atol``/``rtol`` and ``extra`` drive the checks).
 """
 
@@ -91,7 +91,7 @@ def test_registry_is_sorted_unique_and_light() -> None:
             if p.choices is not None:
                 assert p.type is str
             if not p.required and p.default is not None:
-                assert op.param(p.name).convert(p.default, op=name) == p.default
+                assert p.convert(p.default, op=name) == p.default
 
 
 @pytest.mark.parametrize("op", OPS, ids=attrgetter("name"))

@@ -11,7 +11,7 @@ import pytest
 
 from clisonix_cli.errors import TransformFailedError
 from clisonix_cli.transforms.image import Image
-from clisonix_cli.transforms.reorient import OP, apply, orientation, reference
+from clisonix_cli.transforms.ops.reorient import OP, apply, orientation, reference
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # NIfTI voxel (i, j, k) = (col, row, slice) of our (S, R, C) arrays

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from clisonix_cli.errors import TransformFailedError
 from clisonix_cli.transforms.image import Image
-from clisonix_cli.transforms.resample import OP, apply, grid, reference
+from clisonix_cli.transforms.ops.resample import OP, apply, grid, reference
 
 # axial CT-like grid: slices 2.5 mm along +z, rows 0.7 mm along +y, cols 0.7 mm along +x
 CT = np.array(

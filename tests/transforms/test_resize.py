@@ -8,7 +8,7 @@ import pytest
 from skimage.transform import resize as sk_resize
 
 from clisonix_cli.transforms.image import Image
-from clisonix_cli.transforms.resize import OP, apply, reference
+from clisonix_cli.transforms.ops.resize import OP, apply, reference
 
 CT = np.array(
     [

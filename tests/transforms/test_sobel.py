@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from clisonix_cli.transforms.image import Image
-from clisonix_cli.transforms.sobel import CHUNK, apply, reference
+from clisonix_cli.transforms.ops.sobel import CHUNK, apply, reference
 
 CT = np.array(
     [

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from clisonix_cli.transforms._declare import kernel, prange
-from clisonix_cli.transforms._gather import as_bits
+from clisonix_cli.transforms.ops._gather import as_bits
 
 
 @kernel(parallel=True)

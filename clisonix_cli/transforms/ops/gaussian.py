@@ -1,22 +1,32 @@
 """gaussian: Gaussian smoothing with sigmas in millimetres, edges repeated.
 
-Per axis ``a`` the sigma in voxels is ``sigma_mm[a] / spacing_mm[a]`` (spacing from the
-affine's column norms). The filter is scipy's ``gaussian_filter(mode="nearest",
-truncate=4.0)``: radius ``int(4 * sigma_vox + 0.5)`` voxels, weights
-``exp(-x**2 / (2 sigma_vox**2))`` normalised to sum 1, voxels beyond the edge take the
-edge value; a sigma of 0 leaves that axis alone. Applied as three separable passes in
-float32 (columns and rows fused per slice, then slices) on real values (the pending
-rescale folded in); float32 out with slope 1 / intercept 0. The affine is unchanged.
+Per axis ``a`` the sigma in voxels is ``sigma_vox = sigma_mm[a] / spacing_mm[a]`` (spacing
+from the affine's column norms; a sigma of 0 leaves that axis alone). The filter is exactly
+scipy's ``gaussian_filter(vol, sigma_vox, mode="nearest", truncate=4.0)``::
+
+    radius  = int(4 * sigma_vox + 0.5)
+    w[x]    = exp(-x^2 / (2 sigma_vox^2)) / sum(...),   x = -radius..radius   (float64)
+    out[i]  = w[0] * v[i] + sum_{x=1..radius} w[x] * (v[i - x] + v[i + x])   (float32)
+
+with indices clamped to the volume (voxels beyond the edge take the edge value). Three
+separable passes in float32, weights rounded to float32: columns and rows fused per slice
+(the slice stays in cache), then slices on blocks of ``ROW_BLOCK`` rows so the
+``2 radius + 1`` slices in use stay in the L2 cache. Real values in (the pending rescale
+folded in); float32 out with slope 1 / intercept 0. The affine is unchanged.
+
+The reference is ``scipy.ndimage.gaussian_filter`` on the float32 real values with
+``output=float32`` (scipy also rounds to float32 between its 1-D passes); results differ by
+a few float32 ulps of the largest input.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from clisonix_cli.transforms import _separable
 from clisonix_cli.transforms._declare import Op, Param, non_negative
-from clisonix_cli.transforms._real import real_f32, real_f32_reference, with_real
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops import _separable
+from clisonix_cli.transforms.ops._real import real_f32, real_f32_reference, with_real
 
 TRUNCATE = 4.0
 

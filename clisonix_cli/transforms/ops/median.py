@@ -4,18 +4,21 @@ The window is ``size`` voxels (odd) along each axis, 3-D by default; with
 ``per_slice=true`` it is ``1 x size x size`` (slices never mix). Voxels beyond the edge take
 the edge value (``mode="nearest"``). The output equals
 ``scipy.ndimage.median_filter(real, size=..., mode="nearest")`` exactly: a median picks
-one of the window's values, so nothing is rounded. Real values in (the pending rescale
-folded in, rounded once to float32), float32 out with slope 1 / intercept 0; the affine is
-unchanged. NaN voxels give unspecified results (as with scipy).
+one of the window's values, so nothing is rounded (tested with many ties). Real values in
+(the pending rescale folded in, rounded once to float32), float32 out with slope 1 /
+intercept 0; the affine is unchanged. NaN voxels give unspecified results (as with scipy).
 
 Kernels: the real values are first copied into an edge-padded float32 volume (one pass,
 the rescale folded in). ``size=3`` has two straight-line kernels: a selection network
 finds the median of the 27 (3-D) or 9 (per slice) window values with min/max operations
-only, which the compiler vectorises across columns. The network is "forgetful selection":
-take ``n // 2 + 2`` values, drop their minimum and maximum (neither can be the median),
-add the next value, repeat until one is left; the code is generated
-(``tests/transforms/test_median.py`` regenerates it and checks it is current). Other
-sizes gather the window and run a quickselect (Wirth's algorithm) per voxel.
+only, which the compiler vectorises across columns (8 voxels per AVX2 instruction). The
+network is "forgetful selection": take ``n // 2 + 2`` values, drop their minimum and
+maximum (neither can be the median), add the next value, repeat until one is left (153
+compare-exchanges for 27 values, 20 for 9). The code is generated:
+``tests/transforms/test_median.py`` regenerates it, checks it is current, and checks the
+networks on every 0/1 input (9 values) and on random inputs with ties (27 values). Other
+sizes gather the window and run a quickselect (Wirth's algorithm) per voxel (correct, not
+tuned).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from clisonix_cli.transforms._declare import Op, Param, kernel, prange
-from clisonix_cli.transforms._real import real_f32_reference, with_real
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops._real import real_f32_reference, with_real
 
 #: Largest window side accepted (a 15^3 window is 3375 values per voxel).
 MAX_SIZE = 15

@@ -1,9 +1,15 @@
 """flip: reverse one voxel axis; the affine follows, so every voxel keeps its world position.
 
-Output voxel ``i`` along the flipped axis is input voxel ``n - 1 - i``. The affine's column
-for that axis is negated and its origin moves to the input's last voxel along the axis:
-``A' = A @ F`` with ``F`` the index map ``i -> n - 1 - i``. A pure index move: exact for every
-dtype, the pending slope/intercept are kept.
+Output voxel ``i`` along the flipped axis ``j`` (``slice``, ``row`` or ``col``) is input
+voxel ``n - 1 - i``, and::
+
+    A'[:3, j] = -A[:3, j]
+    A'[:3, 3] = A @ (n - 1 along j, 0 elsewhere, 1)
+
+i.e. ``A' = A @ F`` with ``F`` the index map ``i -> n - 1 - i``: the image *looks* the same
+in world space, only the storage order changes. A pure index move: exact for every dtype,
+the pending slope/intercept are kept; flipping twice gives the input back, bytes and
+affine.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from clisonix_cli.transforms._declare import Op, Param
-from clisonix_cli.transforms._gather import contiguous_copy
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops._gather import contiguous_copy
 
 AXES = ("slice", "row", "col")
 

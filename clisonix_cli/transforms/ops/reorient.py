@@ -3,16 +3,19 @@
 Targets name the world direction in which each voxel axis increases, in the order
 (col, row, slice), which is NIfTI's (i, j, k) once written:
 
-- ``RAS``: col -> patient Right, row -> Anterior, slice -> Superior. Written as NIfTI this
-  is exactly nibabel's ``as_closest_canonical`` (the test checks it against nibabel).
+- ``RAS`` (default): col -> patient Right, row -> Anterior, slice -> Superior (NIfTI
+  canonical). Written as NIfTI this is exactly nibabel's ``as_closest_canonical`` (tested on
+  all 48 axis permutations/signs and on oblique grids).
 - ``LPS``: col -> patient Left, row -> Posterior, slice -> Superior (DICOM's own frame; an
   axial stack with IOP ``1\\0\\0\\0\\1\\0`` sorted feet to head is already LPS).
 
 Which voxel axis goes where follows nibabel's ``io_orientation``: the direction cosines are
 replaced by the closest rotation (polar decomposition), then input axes are assigned, the
 strongest first, to the world axis they are most parallel to, with the sign of that cosine.
-Oblique grids therefore go to the *closest* orientation; nothing is resampled. A pure index
-permutation: exact, dtype and the pending slope/intercept are kept.
+Oblique grids therefore go to the *closest* orientation; nothing is resampled. The affine
+becomes ``A' = A @ T``, ``T`` the index map of the permutation and reversals; a degenerate
+affine (zero or parallel axes) fails the task (CLX-E130). A pure index permutation: exact,
+dtype and the pending slope/intercept are kept.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import numpy as np
 
 from clisonix_cli.errors import TransformFailedError
 from clisonix_cli.transforms._declare import Op, Param
-from clisonix_cli.transforms._gather import contiguous_copy
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops._gather import contiguous_copy
 
 TARGETS = ("RAS", "LPS")
 

@@ -8,10 +8,18 @@ window centre ``c`` and width ``w`` (``w > 1``)::
     otherwise                    ->  y = ((x - (c - 0.5)) / (w - 1) + 0.5) * (y_max - y_min) + y_min
 
 with ``[y_min, y_max] = [0, 1]`` (float32, default) or ``[0, 255]`` (``dtype=uint8``,
-rounded half to even). The formula is continuous at both breakpoints, so it equals
-``clip(a * x + b, y_min, y_max)`` with ``a = (y_max - y_min) / (w - 1)`` and
-``b = y_min + (y_max - y_min) / 2 - a * (c - 0.5)``: a pointwise map that fuses.
-``w = 1`` (a step, allowed by DICOM) is refused: use ``threshold`` for a step.
+rounded half to even). The ``- 0.5`` and ``- 1`` are the standard's (they centre the window
+on the stored integer grid): ``center=40, width=400`` maps 39.5 HU to exactly 0.5. The
+formula is continuous at both breakpoints, so it equals ``clip(a * x + b, y_min, y_max)``
+with ``a = (y_max - y_min) / (w - 1)`` and ``b = y_min + (y_max - y_min) / 2 - a * (c - 0.5)``:
+a pointwise map that fuses. ``w = 1`` (a step, allowed by DICOM) is refused: use
+``threshold`` for a step. ``preset`` names a centre and width (the values are listed with
+the parameter).
+
+Tested against ``pydicom.pixels.processing.apply_windowing`` (LINEAR, unsigned output range
+``[0, 2**BitsStored - 1]``: 16 bits scaled back to [0, 1], 8 bits for ``uint8``): uint8
+outputs differ by one grey level only at an exact ``.5`` tie, where the fused ``a * x + b``
+and pydicom's ``(x - c) / w`` forms round differently in float64.
 """
 
 from __future__ import annotations
@@ -132,7 +140,9 @@ OP = Op(
         Param(
             "preset",
             str,
-            "Named window (sets center and width).",
+            "Named window, sets center/width (HU): "
+            + ", ".join(f"{name} {c:g}/{w:g}" for name, (c, w) in PRESETS.items())
+            + ".",
             None,
             choices=tuple(PRESETS),
         ),

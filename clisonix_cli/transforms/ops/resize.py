@@ -2,15 +2,20 @@
 
 The convention is scikit-image's ``transform.resize(order=1, mode="edge",
 anti_aliasing=False, preserve_range=True)`` (scipy ``zoom(grid_mode=True)``): pixel *edges*
-are aligned, so with ``z = R / rows`` output row ``o`` samples input row
-``(o + 0.5) * z - 0.5``, clamped to ``[0, R - 1]`` (edge pixels repeat); columns likewise.
-No anti-aliasing filter is applied when shrinking (add a ``gaussian`` before if needed).
-Slices are never mixed.
+are aligned. With ``z = R / rows`` (input rows per output row)::
 
-The field of view is kept: the row and column axes of the affine are scaled by ``z`` and the
-origin moves to the centre of output pixel (0, 0), i.e. by ``(z - 1) / 2`` input pixels
-along each in-plane axis. Works on real values (the pending rescale folded in), float32
-out with slope 1 / intercept 0.
+    x(o)        = (o + 0.5) * z - 0.5, clamped to [0, R - 1]   (edge pixels repeat)
+    A'[:3, 1]   = A[:3, 1] * z
+    A'[:3, 3]   = A[:3, 3] + A[:3, 1] * (z - 1) / 2
+
+and likewise for the columns, so the field of view (outer pixel edges) is unchanged and the
+origin moves to the centre of output pixel (0, 0). No anti-aliasing filter is applied when
+shrinking (add a ``gaussian`` before if the target is much coarser). Slices are never
+mixed. Works on real values (the pending rescale folded in), float32 out with slope 1 /
+intercept 0.
+
+The reference is ``skimage.transform.resize`` per slice with every option above pinned (and
+its default ``clip=True``); results differ by a few float32 ulps of the largest input.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from clisonix_cli.transforms import _interp
 from clisonix_cli.transforms._declare import Op, Param, positive
-from clisonix_cli.transforms._real import real_f32, real_f32_reference, with_real
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops import _interp
+from clisonix_cli.transforms.ops._real import real_f32, real_f32_reference, with_real
 
 
 def _geometry(

@@ -1,18 +1,29 @@
 """matrix: contract the last voxel axis (columns) with a weights matrix.
 
-For a volume ``x`` of shape (S, R, C) and weights ``W`` of shape (C, K) the output is
-``y[s, r, k] = sum_c x[s, r, c] * W[c, k]`` (shape (S, R, K), float32): each row of every
-slice is multiplied by ``W``. The weights come from a ``.npy`` file (``path``; its sha256 is
-recorded in the canonical pipeline, so changing the file changes the pipeline hash) or
-from a ``preset`` built for the volume's C: ``identity`` (C x C), ``mean`` (C x 1, each row
-averaged) or ``reverse`` (C x C, columns in reverse order).
+For a volume ``x`` of shape (S, R, C) and weights ``W`` of shape (C, K)::
 
-Real values (``vol * slope + intercept``) are multiplied. The product runs as one BLAS
-``sgemm`` call from a numba kernel (float32 in, float32 out, float32 accumulation).
+    y[s, r, k] = sum_c x[s, r, c] * W[c, k]          shape (S, R, K), float32
+
+Each row of every slice is multiplied by ``W``; real values (``vol * slope + intercept``)
+are multiplied. The weights come from:
+
+- ``path=weights.npy``: a 2-D real array saved with ``numpy.save`` (no pickles). It is read
+  and hashed when the pipeline is validated; its sha256 is stored in the canonical pipeline
+  (parameter ``sha256``), so a different file gives a different pipeline hash. Giving
+  ``sha256=`` pins the file (validation fails if it differs); a file that changes after
+  validation fails the task (CLX-E130).
+- ``preset``, built for the volume's C: ``identity`` (C x C), ``mean`` (C x 1, each row
+  averaged) or ``reverse`` (C x C, columns in reverse order).
+
+A volume whose C differs from the weights' rows fails that task (CLX-E130), naming both
+sizes. The product runs as one BLAS ``sgemm`` call from a numba kernel on the (S*R, C)
+view: float32 in, float32 out, float32 accumulation (relative error about ``C * 2^-24`` of
+``sum |x * w|``). Reference: numpy float64 ``matmul``.
 
 Geometry: the affine is returned **unchanged**. Output column ``k`` is a feature index, not a
-position, so no column spacing would be right in general; a caller that uses ``matrix`` as a
-resampling along columns must set the affine itself.
+position, so no column spacing or direction would be right in general; a caller that uses
+``matrix`` as a resampling along columns (K positions) must set the affine itself (column
+2 scaled by C / K for an evenly spread resampling).
 """
 
 from __future__ import annotations

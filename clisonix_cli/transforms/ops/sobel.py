@@ -2,20 +2,25 @@
 
 For each axis ``a`` the derivative is scipy's ``ndimage.sobel(vol, axis=a,
 mode="nearest")``: the central difference ``[-1, 0, 1]`` along ``a`` and the smoothing
-``[1, 2, 1]`` along each of the two other axes. The output is
-``sqrt(g_s**2 + g_r**2 + g_c**2)``.
+``[1, 2, 1]`` along each of the two other axes. The output is::
+
+    out = sqrt(g_s^2 + g_r^2 + g_c^2)
 
 ``per_mm=false`` (default) keeps scipy's raw scale: a ramp rising by 1 per voxel gives 32
 along its axis (2 from the difference, 4 x 4 from the smoothings). ``per_mm=true`` makes
 it spacing-aware: each ``g_a`` is divided by ``32 * spacing_mm[a]``, so the magnitude
 estimates the gradient in real units per millimetre (a ramp of 1 HU/mm reads 1 whatever
-the voxel size). Real values in (the pending rescale folded in), float32 out with slope 1
-/ intercept 0; the affine is unchanged.
+the voxel size; edges read half, being one-sided). Real values in (the pending rescale
+folded in), float32 out with slope 1 / intercept 0; the affine is unchanged.
 
-Kernel: slices are processed in chunks (in parallel); inside a chunk the three in-plane
-partial results of each slice (smoothed-smoothed, smoothed-differenced,
+Kernel: slices are processed in chunks of ``CHUNK`` (in parallel); inside a chunk the three
+in-plane partial results of each slice (smoothed-smoothed, smoothed-differenced,
 differenced-smoothed) are kept for the last three slices only, so each is computed once
 per chunk and the volume is read about once.
+
+The reference is the three scipy calls above (float32 outputs) and the magnitude in
+float64; both sides round in float32 between passes, in a different order, so results
+differ by a few float32 ulps of 32 x the largest input.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from clisonix_cli.transforms._declare import Op, Param, kernel, prange
-from clisonix_cli.transforms._real import real_f32, real_f32_reference, with_real
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops._real import real_f32, real_f32_reference, with_real
 
 #: Slices per parallel chunk: each chunk recomputes the in-plane results of 2 halo slices.
 CHUNK = 16

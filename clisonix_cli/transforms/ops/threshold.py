@@ -1,12 +1,15 @@
 """threshold: a uint8 mask, 1 where the real value is above a threshold, else 0.
 
-``method=fixed`` takes ``value`` (real units). ``method=otsu`` picks it with Otsu's method
-exactly as ``skimage.filters.threshold_otsu(x)`` does on the float32 real values ``x``:
+    mask = 1 if x > t else 0        uint8; NaN -> 0
+
+``method=fixed`` takes ``t = value`` (real units). ``method=otsu`` picks ``t`` with Otsu's
+method exactly as ``skimage.filters.threshold_otsu(x)`` does on the float32 real values ``x``:
 a 256-bin ``numpy.histogram`` over ``[min, max]`` (same float32 bin arithmetic and edge
 corrections), float32 counts, the between-class variance maximised at the first maximum, the
 threshold being that bin's centre; a constant volume's threshold is its value. The
-histogram is one numba pass; the 256-bin search is numpy. Foreground is ``x > threshold``
-(skimage's convention); NaN is background and left out of the histogram.
+histogram is one numba pass; the 256-bin search is numpy. Foreground is ``x > t``
+(skimage's convention); NaN is background and left out of the histogram. Tested with
+hypothesis: the same threshold as skimage, to the bit.
 """
 
 from __future__ import annotations

@@ -1,14 +1,19 @@
 """crop_pad: centre the volume in a new (S, R, C) shape, cropping or padding each axis.
 
-Along each axis with input size ``n`` and requested size ``m`` (``0`` keeps ``n``), output
-voxel ``i`` is input voxel ``i + o`` with ``o = trunc((n - m) / 2)`` (rounded toward zero):
-a crop drops ``(n - m) // 2`` voxels before and the rest after; a pad adds ``(m - n) // 2``
-voxels before and the rest after, filled with ``value``. The affine origin moves to input
-voxel ``o`` so every kept voxel keeps its world position; the axes are unchanged.
+Per axis, input size ``n``, requested size ``m`` (``0`` keeps ``n``)::
 
-``value`` is a real value (after the pending rescale); it is stored as
-``(value - intercept) / slope``, rounded half to even and clipped to the range of an
-integer dtype. A pure index move: dtype and the pending slope/intercept are kept.
+    o = trunc((n - m) / 2)                 (rounded toward zero)
+    out[i] = in[i + o]  when 0 <= i + o < n, else value
+    A'[:3, 3] = A @ (o_s, o_r, o_c, 1)     (the kept voxels keep their world positions)
+
+A crop drops ``(n - m) // 2`` voxels before and the rest after; a pad adds ``(m - n) // 2``
+voxels before and the rest after, filled with ``value``. The axes of the affine are
+unchanged.
+
+``value`` is a real value (after the pending rescale, e.g. ``-1024`` for CT air); it is
+stored as ``(value - intercept) / slope``, rounded half to even and clipped to the range of
+an integer dtype. A pure index move: exact, dtype and the pending slope/intercept are kept.
+Reference: ``np.pad(mode="constant")`` and slicing.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from clisonix_cli.transforms._declare import Op, Param
-from clisonix_cli.transforms._gather import copy_into
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops._gather import copy_into
 
 
 def _whole_sizes(value: Any) -> str | None:

@@ -1,17 +1,21 @@
 """normalize: z-score, min-max or percentile scaling of real values, optionally masked.
 
-Statistics are taken over the selected voxels (``mask``): ``all``; ``nonzero`` (value != 0,
-e.g. brain MRI with a zero background); ``above`` (value > ``mask_threshold``, e.g. body CT
-above -500 HU). NaN voxels never count. The map is then applied to **every** voxel:
+Statistics are taken over the selected voxels (``mask``): ``all`` (every non-NaN voxel);
+``nonzero`` (value != 0, e.g. brain MRI with a zero background); ``above``
+(value > ``mask_threshold``, e.g. body CT above -500 HU). NaN voxels never count. The map
+is then applied to **every** voxel:
 
 - ``zscore``: ``y = (x - mean) / std`` (population std, ddof 0);
 - ``minmax``: ``y = (x - min) / (max - min)``, clipped to [0, 1] when ``clip``;
-- ``percentile``: ``y = (x - P_lo) / (P_hi - P_lo)`` with numpy's linear percentiles
+- ``percentile``: ``y = (x - P_lo) / (P_hi - P_lo)`` with numpy's ``linear`` percentiles
   ``p_lo``/``p_hi`` (in percent), clipped to [0, 1] when ``clip``.
 
-A zero spread (``std``, ``max - min`` or ``P_hi - P_lo`` equal to 0) divides by 1 instead;
-an empty selection leaves values unchanged. float32 out. After its statistics pass the map is
-``clip(a * x + b, lo, hi)``, so it fuses with neighbouring intensity ops.
+A zero spread (``std``, ``max - min`` or ``P_hi - P_lo`` equal to 0) divides by 1 instead
+(the result is ``x - mean``, etc.); an empty selection leaves values unchanged. float32
+out. The statistics pass reads the input through the maps composed before ``normalize``
+(see Fusion); after it the map is ``clip(a * x + b, lo, hi)``, so it fuses with
+neighbouring intensity ops. Tested against ``numpy.mean/std/min/max/percentile`` in
+float64.
 """
 
 from __future__ import annotations

@@ -1,27 +1,35 @@
 """clahe: contrast-limited adaptive histogram equalisation, slice by slice, onto [0, 1].
 
 The real values (the pending rescale folded in and rounded to float32, as for every
-filter) are first normalised to [0, 1] with the volume's minimum and maximum (``(v - min) / (max - min)``, rounded to float32; a constant
-volume gives zeros). Each slice is then equalised exactly as
-``skimage.exposure.equalize_adapthist(slice, kernel_size, clip_limit, nbins)`` does it:
+filter) are first normalised to [0, 1] with the **volume's** minimum and maximum
+(``(v - min) / (max - min)`` in float64, rounded to float32; a constant volume gives
+zeros); NaN or infinite voxels fail the task (CLX-E130). Each slice is then equalised
+exactly as ``skimage.exposure.equalize_adapthist(slice, kernel_size, clip_limit, nbins)``
+does it:
 
 1. ``img_as_uint`` (``rint(x * 65535)`` in float32), then the slice's own range stretched
    onto 0..16383 (14-bit, ``np.round``), and ``v // (1 + 16384 // nbins)`` gives the bin;
-2. contextual regions of ``kernel_size`` pixels (default ``max(rows // 8, 1) x
-   max(cols // 8, 1)``; an integer gives a square) tile the slice from pixel (0, 0), pixels
-   past the edge mirrored (``np.pad(mode="reflect")``); each region's histogram is clipped
-   at ``max(int(clip_limit * region_pixels), 1)`` (``clip_limit`` 0: no clipping) and the
-   excess redistributed with skimage's ``clip_histogram`` rules, then turned into a
-   mapping ``min(int(cumsum * 16383 / region_pixels), 16383)``;
+2. contextual regions of ``kernel_size`` pixels (``0``, the default, means
+   ``max(rows // 8, 1) x max(cols // 8, 1)``, skimage's default; an integer gives a square)
+   tile the slice from pixel (0, 0), pixels past the edge mirrored
+   (``np.pad(mode="reflect")``); each region's histogram is clipped at
+   ``max(int(clip_limit * region_pixels), 1)`` (``clip_limit`` 0: no clipping, plain AHE)
+   and the excess redistributed with skimage's ``clip_histogram`` rules step for step, then
+   turned into a mapping ``min(int(cumsum * 16383 / region_pixels), 16383)``;
 3. each pixel's mapped value is the bilinear blend of the mappings of the four nearest
-   regions (grid shifted by half a region, edge regions repeated), summed in float32 and
-   truncated to an integer;
-4. the slice's result is stretched onto [0, 1] with its own minimum and maximum.
+   regions (regions centred half a region off the pixel grid, edge regions repeated),
+   summed in float32 in skimage's order and truncated to an integer;
+4. the slice's result is stretched onto [0, 1] with its own minimum and maximum (float32).
 
-Output float32 in [0, 1] per slice (slope 1 / intercept 0); the affine is unchanged. Every
-step uses the same integer and floating-point operations, in the same order, as
-scikit-image 0.26, so the result is identical to it (test tolerance 1e-6 on values in
-[0, 1]). Non-finite voxels are rejected.
+Output float32 in [0, 1] per slice (slope 1 / intercept 0); the affine is unchanged.
+Because steps 1 and 4 stretch each slice by its own range (skimage's behaviour), the output
+of a slice depends on the other slices only through the 16-bit quantisation of step 1.
+
+Every step uses the same integer and floating-point operations, in the same order, as
+scikit-image 0.26 (float32 where it uses float32, float64 where it uses float64, the same
+truncations and rounding), so the result is **identical** to it (the tests assert
+equality); the declared tolerance leaves one float32 ulp on [0, 1] for a future skimage
+that reorders a sum.
 """
 
 from __future__ import annotations
@@ -32,8 +40,8 @@ import numpy as np
 
 from clisonix_cli.errors import TransformFailedError
 from clisonix_cli.transforms._declare import Op, Param, between, kernel, prange
-from clisonix_cli.transforms._real import real_f32, real_f32_reference, with_real
 from clisonix_cli.transforms.image import Image
+from clisonix_cli.transforms.ops._real import real_f32, real_f32_reference, with_real
 
 #: Grey levels of the internal image (skimage's ``NR_OF_GRAY``).
 NR_OF_GRAY = 2**14

@@ -4,7 +4,11 @@ Every function here runs the same numba kernels as the pipeline ops (``clisonix 
 takes arrays of any shape (intensity ops), 2-D or 3-D (``svd_compress``: one matrix or a
 stack of slices) or any shape whose last axis is contracted (``transform_matrix``), and
 returns new arrays. Real values are the values given: pass ``slope``/``intercept`` to
-:func:`rescale` for stored DICOM values.
+:func:`rescale` for stored DICOM values. The intensity functions (:func:`rescale` to
+:func:`threshold`, :meth:`BinaryAlgebra.cast_fit`) raise ``TypeError`` when ``x`` is not a
+real numeric array (boolean, complex or text), and a
+:class:`~clisonix_cli.errors.PipelineError` subclass, naming the parameter, when a parameter
+is missing, unknown, out of range or in conflict with another (as ``--op`` would).
 
 >>> import numpy as np
 >>> from clisonix_cli.liam import BinaryAlgebra
@@ -82,8 +86,22 @@ def _pointwise(name: str, x: Any, **params: Any) -> np.ndarray:
 
 
 def rescale(x: Any, slope: float = 1.0, intercept: float = 0.0) -> np.ndarray:
-    """Modality LUT: ``x * slope + intercept`` as float32 (float64 arithmetic).
+    """Apply the modality LUT: ``x * slope + intercept`` as float32 (float64 arithmetic).
 
+    Parameters
+    ----------
+    x : array_like
+        Stored values, any shape (real numeric dtype).
+    slope, intercept : float
+        Rescale Slope and Rescale Intercept (PS3.3 C.11.1.1.2).
+
+    Returns
+    -------
+    ndarray of float32
+        Real values, same shape as ``x``.
+
+    Examples
+    --------
     >>> rescale(np.array([0, 1000], dtype=np.int16), intercept=-1024.0)
     array([-1024.,   -24.], dtype=float32)
     """
@@ -98,8 +116,27 @@ def window(
     preset: str | None = None,
     dtype: str = "float32",
 ) -> np.ndarray:
-    """DICOM linear window (PS3.3 C.11.2.1.2.1) onto [0, 1] float32 or 0..255 uint8.
+    """Apply the DICOM linear window (PS3.3 C.11.2.1.2.1) onto [0, 1] or 0..255.
 
+    Parameters
+    ----------
+    x : array_like
+        Real values (HU for CT), any shape.
+    center, width : float, optional
+        Window centre and width (``width > 1``), in the units of ``x``; both required
+        unless ``preset`` is given.
+    preset : str, optional
+        Named CT window that sets ``center`` and ``width`` (``clisonix ops`` lists them).
+    dtype : {"float32", "uint8"}
+        Output: float32 in [0, 1], or uint8 0..255 rounded half to even.
+
+    Returns
+    -------
+    ndarray of float32 or uint8
+        Windowed values, same shape as ``x``.
+
+    Examples
+    --------
     >>> window(np.array([-1000.0, 39.5, 1000.0]), preset="brain")
     array([0. , 0.5, 1. ], dtype=float32)
     >>> window(np.array([-1000.0, 39.5, 1000.0]), 40, 80, dtype="uint8")
@@ -111,8 +148,22 @@ def window(
 
 
 def clip(x: Any, lo: float | None = None, hi: float | None = None) -> np.ndarray:
-    """Clip to ``[lo, hi]`` (either bound optional), float32.
+    """Clip values to ``[lo, hi]``, float32; NaN stays NaN.
 
+    Parameters
+    ----------
+    x : array_like
+        Real values, any shape.
+    lo, hi : float, optional
+        Lower and upper bound; an omitted bound is open (at least one is required).
+
+    Returns
+    -------
+    ndarray of float32
+        Clipped values, same shape as ``x``.
+
+    Examples
+    --------
     >>> clip(np.array([-5.0, 0.5, 5.0]), lo=0.0, hi=1.0)
     array([0. , 0.5, 1. ], dtype=float32)
     """
@@ -120,8 +171,26 @@ def clip(x: Any, lo: float | None = None, hi: float | None = None) -> np.ndarray
 
 
 def normalize(x: Any, method: str = "zscore", **params: Any) -> np.ndarray:
-    """z-score, min-max or percentile scaling (see ``clisonix ops`` for ``params``).
+    """Scale values by z-score, min-max or percentiles of (optionally masked) statistics.
 
+    Parameters
+    ----------
+    x : array_like
+        Real values, any shape; NaN values are left out of the statistics.
+    method : {"zscore", "minmax", "percentile"}
+        The map: ``(x - mean) / std``, ``(x - min) / (max - min)`` or
+        ``(x - P_lo) / (P_hi - P_lo)``.
+    **params
+        The op's other parameters: ``mask`` (``"all"``, ``"nonzero"``, ``"above"``),
+        ``mask_threshold``, ``p_lo``, ``p_hi``, ``clip`` (``clisonix ops`` lists them).
+
+    Returns
+    -------
+    ndarray of float32
+        Scaled values, same shape as ``x``.
+
+    Examples
+    --------
     >>> normalize(np.array([1.0, 2.0, 3.0]))
     array([-1.2247449,  0.       ,  1.2247449], dtype=float32)
     >>> normalize(np.array([0.0, 2.0, 4.0]), method="minmax", mask="nonzero")
@@ -131,11 +200,29 @@ def normalize(x: Any, method: str = "zscore", **params: Any) -> np.ndarray:
 
 
 def cast(x: Any, dtype: str, scale: str = "none") -> np.ndarray:
-    """Round half to even and saturate to ``dtype`` (``scale="none"``).
+    """Convert values to ``dtype``: round half to even and saturate (``scale="none"``).
 
     With ``scale="fit"`` use :meth:`BinaryAlgebra.cast_fit`, which also returns the
     slope/intercept that give the real values back.
 
+    Parameters
+    ----------
+    x : array_like
+        Real values, any shape.
+    dtype : {"int16", "uint8", "uint16", "float32"}
+        Output dtype; NaN becomes 0 in integer outputs.
+    scale : {"none", "fit"}
+        ``"fit"`` (integer dtypes only) maps ``[min, max]`` of ``x`` onto the dtype's range
+        (the returned array alone then loses the real values: see
+        :meth:`BinaryAlgebra.cast_fit`).
+
+    Returns
+    -------
+    ndarray
+        Values of ``dtype``, same shape as ``x``.
+
+    Examples
+    --------
     >>> cast(np.array([-1.5, 0.5, 2.5, 300.0]), "uint8")
     array([  0,   0,   2, 255], dtype=uint8)
     """
@@ -143,8 +230,24 @@ def cast(x: Any, dtype: str, scale: str = "none") -> np.ndarray:
 
 
 def threshold(x: Any, value: float | None = None, method: str = "fixed") -> np.ndarray:
-    """uint8 mask of ``x > value`` (or Otsu's threshold, ``method="otsu"``).
+    """Return the uint8 mask of ``x > value`` (or of Otsu's threshold, ``method="otsu"``).
 
+    Parameters
+    ----------
+    x : array_like
+        Real values, any shape; NaN is background.
+    value : float, optional
+        The threshold for ``method="fixed"`` (required there, refused with ``"otsu"``).
+    method : {"fixed", "otsu"}
+        A fixed threshold or Otsu's, computed as ``skimage.filters.threshold_otsu``.
+
+    Returns
+    -------
+    ndarray of uint8
+        1 where ``x`` is above the threshold, else 0; same shape as ``x``.
+
+    Examples
+    --------
     >>> threshold(np.array([0.0, 1.0, 2.0, 9.0, 10.0]), method="otsu")
     array([0, 0, 0, 1, 1], dtype=uint8)
     """
@@ -152,8 +255,29 @@ def threshold(x: Any, value: float | None = None, method: str = "fixed") -> np.n
 
 
 def transform_matrix(x: Any, w: Any) -> np.ndarray:
-    """Contract the last axis of ``x`` (any shape (..., C)) with ``w`` (C, K): float32.
+    """Contract the last axis of ``x`` with ``w``: ``y[..., k] = sum_c x[..., c] w[c, k]``.
 
+    Parameters
+    ----------
+    x : (..., C) array_like
+        Real values, any shape; the last axis is contracted.
+    w : (C, K) array_like
+        Weights.
+
+    Returns
+    -------
+    (..., K) ndarray of float32
+        The product (float32 BLAS, float32 accumulation).
+
+    Raises
+    ------
+    ValueError
+        When ``w`` is not 2-D.
+    TransformFailedError
+        When the last axis of ``x`` and the rows of ``w`` differ in size.
+
+    Examples
+    --------
     >>> transform_matrix(np.ones((2, 3)), np.array([[1.0], [2.0], [3.0]]))
     array([[6.],
            [6.]], dtype=float32)
@@ -169,10 +293,18 @@ def transform_matrix(x: Any, w: Any) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SvdReport:
-    """What the last :meth:`BinaryAlgebra.svd_compress` kept.
+    """What a rank-k approximation (:func:`svd_compress`) kept.
 
-    ``singular_values`` is (S, k) (one row per slice), ``retained_energy`` is
-    ``sum(sigma_k^2) / ||x||_F^2``, ``compression_ratio`` is ``R*C / (k*(R+C+1))``.
+    Attributes
+    ----------
+    rank : int
+        The rank used: ``k`` capped at ``min(R, C)``.
+    singular_values : (S, rank) ndarray of float32
+        The top singular values, one row per slice.
+    retained_energy : float
+        ``sum(sigma_k^2) / ||x||_F^2`` over the whole input.
+    compression_ratio : float
+        Values of a slice over those of its factors, ``R*C / (k*(R+C+1))``.
     """
 
     rank: int
@@ -184,10 +316,38 @@ class SvdReport:
 def svd_compress(
     x: Any, k: int, *, oversample: int = 10, power_iters: int = 2, seed: int = 0
 ) -> tuple[np.ndarray, SvdReport]:
-    """Rank-k approximation of a matrix (R, C) or of each slice of (S, R, C).
+    """Approximate a matrix (R, C), or each slice of (S, R, C), at rank k.
 
-    Returns the float32 approximation and its :class:`SvdReport`.
+    Randomized SVD with a seeded test matrix (same inputs and seed, same bytes); see
+    ``docs/ops.md#svd`` for the algorithm.
 
+    Parameters
+    ----------
+    x : (R, C) or (S, R, C) array_like
+        Real values.
+    k : int
+        Target rank, >= 1 (capped at ``min(R, C)``).
+    oversample : int
+        Extra random columns (Halko et al.'s p).
+    power_iters : int
+        Subspace (power) iterations (Halko et al.'s q).
+    seed : int
+        Seed of the Gaussian test matrix.
+
+    Returns
+    -------
+    approx : ndarray of float32
+        The rank-k approximation, same shape as ``x``.
+    report : SvdReport
+        Singular values, retained energy and compression ratio.
+
+    Raises
+    ------
+    ValueError
+        When ``x`` is not 2-D or 3-D, or ``k < 1``.
+
+    Examples
+    --------
     >>> x = np.outer(np.arange(1.0, 5.0), np.arange(1.0, 4.0))
     >>> approx, report = svd_compress(x, k=1)
     >>> bool(np.allclose(approx, x, atol=1e-4)), round(report.retained_energy, 6)
@@ -254,7 +414,25 @@ class BinaryAlgebra:
     transform_matrix = staticmethod(transform_matrix)
 
     def svd_compress(self, x: Any, k: int) -> np.ndarray:
-        """Rank-k approximation (see :func:`svd_compress`); sets :attr:`last_report`."""
+        """Approximate ``x`` at rank k (:func:`svd_compress`); set :attr:`last_report`.
+
+        Parameters
+        ----------
+        x : (R, C) or (S, R, C) array_like
+            Real values.
+        k : int
+            Target rank, >= 1.
+
+        Returns
+        -------
+        ndarray of float32
+            The rank-k approximation, same shape as ``x``.
+
+        Raises
+        ------
+        ValueError
+            When ``x`` is not 2-D or 3-D, or ``k < 1``.
+        """
         approx, self.last_report = svd_compress(
             x,
             k,
@@ -266,7 +444,21 @@ class BinaryAlgebra:
 
     @staticmethod
     def cast_fit(x: Any, dtype: str) -> tuple[np.ndarray, float, float]:
-        """Map ``[min, max]`` of ``x`` onto ``dtype``'s range: (stored, slope, intercept)
-        with ``stored * slope + intercept`` close to ``x`` (half a step)."""
+        """Map ``[min, max]`` of ``x`` onto the range of an integer ``dtype``.
+
+        Parameters
+        ----------
+        x : array_like
+            Real values, any shape (NaN is left out of the range).
+        dtype : {"int16", "uint8", "uint16"}
+            Integer output dtype.
+
+        Returns
+        -------
+        stored : ndarray
+            Values of ``dtype``, same shape as ``x``.
+        slope, intercept : float
+            ``stored * slope + intercept`` gives ``x`` back within half a step.
+        """
         out = _run_op("cast", x, dtype=dtype, scale="fit")
         return out.vol.reshape(np.shape(x)), out.slope, out.intercept

@@ -40,7 +40,13 @@ class Step:
     params: Mapping[str, Any]
 
     def canonical(self) -> dict[str, Any]:
-        """``{"name", "version", "params"}`` with every parameter, in declaration order."""
+        """Return ``{"name", "version", "params"}``, every parameter in declaration order.
+
+        Returns
+        -------
+        dict
+            The step's part of the canonical pipeline (what is hashed and recorded).
+        """
         return {
             "name": self.op.name,
             "version": self.op.version,
@@ -53,6 +59,18 @@ def parse_op_spec(spec: str) -> tuple[str, dict[str, str]]:
 
     Values are kept as strings; :meth:`Op.bind` converts them. Tuple values use ``x``
     (``spacing=1x1x2.5``), so a comma always separates parameters.
+
+    Parameters
+    ----------
+    spec : str
+        One ``--op`` value.
+
+    Returns
+    -------
+    name : str
+        The op name (not checked against the registry here).
+    raw : dict of str to str
+        Parameter values as written, in order.
 
     Raises
     ------
@@ -95,6 +113,17 @@ def read_toml(path: Path) -> list[tuple[str, dict[str, Any], str]]:
         [[op]]
         name = "window"
         preset = "brain"
+
+    Parameters
+    ----------
+    path : Path
+        The TOML file.
+
+    Returns
+    -------
+    list of (str, dict, str)
+        Per ``[[op]]`` table: the op name, its raw parameter values, and where it stands
+        (file name and table number, for messages).
 
     Raises
     ------
@@ -168,6 +197,7 @@ class Pipeline:
     _sha: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        """Hash the canonical form once (the pipeline is frozen)."""
         object.__setattr__(
             self, "_sha", hashlib.sha256(self.canonical_json()).hexdigest()
         )
@@ -177,6 +207,18 @@ class Pipeline:
         cls, op_specs: Sequence[str], toml_path: Path | None = None
     ) -> Pipeline:
         """Parse and validate a TOML file's ops (first) then ``--op`` specs (in order).
+
+        Parameters
+        ----------
+        op_specs : sequence of str
+            ``--op`` values, ``name:key=value,...``.
+        toml_path : Path, optional
+            A pipeline TOML file (``docs/pipelines.md``).
+
+        Returns
+        -------
+        Pipeline
+            The validated pipeline (empty: the identity).
 
         Raises
         ------
@@ -195,7 +237,23 @@ class Pipeline:
 
     @classmethod
     def from_steps(cls, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> Pipeline:
-        """Build from Python ``(name, params)`` pairs (values may be typed or strings)."""
+        """Build a pipeline from Python ``(name, params)`` pairs.
+
+        Parameters
+        ----------
+        steps : sequence of (str, mapping)
+            Op names and their parameters (values typed or as strings).
+
+        Returns
+        -------
+        Pipeline
+            The validated pipeline.
+
+        Raises
+        ------
+        PipelineError
+            Any problem, as the matching subclass, naming the step, op and parameter.
+        """
         return cls(
             tuple(
                 _bind(name, params, f"step {k} ({name})")
@@ -204,20 +262,34 @@ class Pipeline:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as ``(name, params)`` pairs, re-bound and re-hashed on arrival."""
         # Travel as (name, params) pairs and re-bind on arrival (cloudpickle, loky, Dask):
         # no function objects in the payload, and the hash is recomputed, not trusted.
         pairs = tuple((s.op.name, dict(s.params)) for s in self.steps)
         return (_rebuild, (pairs,))
 
     def __len__(self) -> int:
+        """Return the number of steps."""
         return len(self.steps)
 
     def canonical(self) -> list[dict[str, Any]]:
-        """Every step as ``{"name", "version", "params"}``; params complete, typed."""
+        """Return every step as ``{"name", "version", "params"}``; params complete, typed.
+
+        Returns
+        -------
+        list of dict
+            The canonical form, one entry per step (:meth:`Step.canonical`).
+        """
         return [step.canonical() for step in self.steps]
 
     def canonical_json(self) -> bytes:
-        """The bytes that are hashed: sorted keys, no spaces, ASCII, tuples as lists."""
+        """Return the bytes that are hashed: sorted keys, no spaces, ASCII, tuples as lists.
+
+        Returns
+        -------
+        bytes
+            Canonical JSON of :meth:`canonical`.
+        """
         return json.dumps(
             self.canonical(),
             sort_keys=True,
@@ -232,7 +304,13 @@ class Pipeline:
         return self._sha
 
     def segments(self) -> list[list[Step]]:
-        """Steps grouped as they run: a run of pointwise ops is one fused segment."""
+        """Group the steps as they run: a run of pointwise ops is one fused segment.
+
+        Returns
+        -------
+        list of list of Step
+            The segments, in order; every step in exactly one.
+        """
         groups: list[list[Step]] = []
         for step in self.steps:
             fusable = step.op.pointwise is not None
@@ -244,6 +322,17 @@ class Pipeline:
 
     def run(self, img: Image) -> Image:
         """Run every step on one 3-D image; consecutive pointwise ops run as one pass.
+
+        Parameters
+        ----------
+        img : Image
+            The volume (S, R, C), its affine and its pending rescale.
+
+        Returns
+        -------
+        Image
+            The transformed image (``img`` itself is left as it was; an empty pipeline
+            returns it).
 
         Raises
         ------

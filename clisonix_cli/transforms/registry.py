@@ -41,7 +41,15 @@ def _discover() -> dict[str, Op]:
 
 
 def all_ops() -> dict[str, Op]:
-    """Every registered op by name, sorted by name (imports op modules once, lazily)."""
+    """Return every registered op by name, sorted by name.
+
+    Op modules are imported once, on the first call (thread-safe).
+
+    Returns
+    -------
+    dict of str to Op
+        A new dict on each call: changing it does not change the registry.
+    """
     global _OPS
     if _OPS is None:
         with _LOCK:
@@ -51,7 +59,17 @@ def all_ops() -> dict[str, Op]:
 
 
 def get_op(name: str) -> Op:
-    """The op called ``name``.
+    """Return the op called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        An op name, as in ``--op NAME:...`` (``clisonix ops`` lists them).
+
+    Returns
+    -------
+    Op
+        Its declaration.
 
     Raises
     ------

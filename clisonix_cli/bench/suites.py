@@ -768,7 +768,8 @@ def stage_inputs(
 
 def user_syntax_series(data: Path) -> dict[str, tuple[Path, Sequence[str] | None]]:
     """The first stack of each transfer syntax found under ``data``, by syntax name."""
-    from clisonix_cli.dicom.index import scan, syntax_name
+    from clisonix_cli.dicom.index import scan
+    from clisonix_cli.dicom.syntax import syntax_name
 
     out: dict[str, tuple[Path, Sequence[str] | None]] = {}
     for stack in scan(data).stacks:

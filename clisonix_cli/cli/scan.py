@@ -52,7 +52,7 @@ def scan(
     """
     from clisonix_cli.dicom.discover import read_file_list
     from clisonix_cli.dicom.index import scan as run_scan
-    from clisonix_cli.dicom.index import scan_document
+    from clisonix_cli.dicom.scandoc import scan_document
     from clisonix_cli.errors import InputUnreadableError
 
     with reporting_errors():

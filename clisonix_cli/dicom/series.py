@@ -30,7 +30,7 @@ from clisonix_cli.dicom.geometry import (
     slice_normal,
     spacing_problems,
 )
-from clisonix_cli.dicom.index import FileHeader
+from clisonix_cli.dicom.header import FileHeader
 from clisonix_cli.dicom.model import PixelInfo, Problem, Skipped, Stack, StackGeometry
 from clisonix_cli.dicom.sidecar import sidecar_meta
 from clisonix_cli.errors import GeometryError, InconsistentStackError

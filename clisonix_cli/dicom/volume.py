@@ -28,7 +28,8 @@ import numpy as np
 
 from clisonix_cli.dicom.geometry import mosaic_affine, mosaic_grid, slice_affine
 from clisonix_cli.dicom.model import PixelInfo, Stack, StackGeometry, Volume
-from clisonix_cli.dicom.pixels import native_dtype, native_fast_path, read_frames
+from clisonix_cli.dicom.pixels import read_frames
+from clisonix_cli.dicom.pixels_native import native_dtype, native_fast_path
 from clisonix_cli.errors import (
     ClisonixError,
     GeometryError,

@@ -396,7 +396,7 @@ def local_backend(config: RunConfig, tasks: list[Task], pipeline_steps: int) -> 
     """
     if config.backend != "auto":
         return config.backend
-    from clisonix_cli.dicom.pixels import NATIVE_SYNTAXES  # read with numpy, no decoder
+    from clisonix_cli.dicom.syntax import NATIVE_SYNTAXES  # read with numpy, no decoder
 
     native = all(t.stack.transfer_syntax in NATIVE_SYNTAXES for t in tasks)
     if (

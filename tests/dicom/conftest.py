@@ -10,6 +10,20 @@ from typing import Any
 import numpy as np
 import pytest
 
+from clisonix_cli.dicom.model import PixelInfo
+from clisonix_cli.dicom.pixels_pydicom import (
+    file_has_pixel_tag,
+    first_line,
+    transfer_syntax_of,
+)
+from clisonix_cli.dicom.syntax import NATIVE_SYNTAXES
+from clisonix_cli.errors import (
+    ClisonixError,
+    InputError,
+    NoPixelDataError,
+    TruncatedFileError,
+)
+
 # Recognisable identifiers: tests assert they never reach any output.
 PATIENT_NAME = "ZZSECRET^PATIENTNAME"
 PATIENT_ID = "ZZSECRETID-4711"
@@ -126,3 +140,68 @@ def oblique_iop() -> tuple[float, ...]:
     rot = rx @ rz
     row_dir, col_dir = rot[:, 0], rot[:, 1]
     return tuple(round(float(v), 8) for v in (*row_dir, *col_dir))
+
+
+def read_pixel_info(path: Path) -> PixelInfo:
+    """Read one file's pixel layout with pydicom (header only, Pixel Data not loaded).
+
+    The index (``read_header``) builds the same record from its own header pass; this one
+    is the reference the tests hold the fast pixel path to.
+
+    Raises
+    ------
+    NoPixelDataError, InputError, TruncatedFileError
+        As ``read_frames``.
+    """
+    from pydicom import dcmread
+
+    name = str(path)
+    try:
+        ds = dcmread(path, defer_size=256, force=True)
+        tag = next(
+            (t for t in (0x7FE00010, 0x7FE00008, 0x7FE00009) if t in ds), None
+        )  # Pixel Data, Float Pixel Data, Double Float Pixel Data
+        ts = transfer_syntax_of(ds)
+        if tag is None:
+            if file_has_pixel_tag(path):
+                raise TruncatedFileError(
+                    f"{name}: the file ends inside its (7FE0,0010) 'Pixel Data' element "
+                    "- the copy is truncated; re-export it"
+                )
+            raise NoPixelDataError(
+                f"{name}: no (7FE0,0010) 'Pixel Data' - not an image"
+            )
+        raw = ds.get_item(tag, keep_deferred=True)
+        native = ts in NATIVE_SYNTAXES and tag == 0x7FE00010
+        offset = getattr(raw, "value_tell", None) if native else None
+        length = getattr(raw, "length", None) if native else None
+        return PixelInfo(
+            transfer_syntax=ts,
+            rows=int(ds.Rows),
+            cols=int(ds.Columns),
+            n_frames=max(int(ds.get("NumberOfFrames", 1) or 1), 1),
+            bits_allocated=int(ds.BitsAllocated),
+            bits_stored=int(ds.get("BitsStored") or ds.BitsAllocated),
+            pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
+            samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+            photometric=str(ds.get("PhotometricInterpretation", "") or "").strip(),
+            offset=None if offset is None else int(offset),
+            length=None if length is None else int(length),
+        )
+    except ClisonixError:
+        raise
+    except EOFError:
+        raise TruncatedFileError(
+            f"{name}: file ends inside its header - the copy is truncated; re-export it"
+        ) from None
+    except Exception as exc:
+        raise InputError(
+            f"{name}: pixel layout cannot be read ({type(exc).__name__}: "
+            f"{first_line(exc)}) - the header is corrupt"
+        ) from None
+
+
+@pytest.fixture
+def pixel_info() -> Callable[[Path], PixelInfo]:
+    """The :func:`read_pixel_info` helper."""
+    return read_pixel_info

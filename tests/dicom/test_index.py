@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clisonix_cli.dicom.index import FileHeader, HeaderFailure, read_header, scan
+from clisonix_cli.dicom.header import FileHeader, HeaderFailure
+from clisonix_cli.dicom.index import read_header, scan
 from clisonix_cli.errors import (
     InputError,
     NoPixelDataError,

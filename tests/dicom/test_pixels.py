@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tracemalloc
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,12 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from clisonix_cli.dicom.pixels import decoder_for, pixel_info, read_frames
+from clisonix_cli.dicom.model import PixelInfo
+from clisonix_cli.dicom.pixels import read_frames
+from clisonix_cli.dicom.syntax import decoder_for
 from clisonix_cli.errors import ClisonixError
+
+PixelInfoOf = Callable[[Path], PixelInfo]
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pydicom-data"
 NAMES = sorted(p.name for p in DATA.glob("*.dcm")) if DATA.is_dir() else []
@@ -105,7 +110,7 @@ def _assert_clean_error(exc: ClisonixError, code: str, name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES or ["<pydicom-data absent>"])
 def test_every_file_decodes_like_pydicom_or_fails_with_a_code(
-    name: str, shared_data: Path
+    name: str, shared_data: Path, pixel_info: PixelInfoOf
 ) -> None:
     path = shared_data / "pydicom-data" / name
     if name in REJECTED:
@@ -125,7 +130,7 @@ def test_every_file_decodes_like_pydicom_or_fails_with_a_code(
 
 @pytest.mark.parametrize("group", LOSSLESS_GROUPS, ids=lambda g: g[0])
 def test_lossless_variants_decode_identically(
-    group: list[str], shared_data: Path
+    group: list[str], shared_data: Path, pixel_info: PixelInfoOf
 ) -> None:
     root = shared_data / "pydicom-data"
     first = read_frames(root / group[0], check_greyscale=False)
@@ -139,7 +144,9 @@ def test_lossless_variants_decode_identically(
             np.testing.assert_array_equal(fast, first, err_msg=name)
 
 
-def test_truncated_pixel_data_is_reported_as_truncated(shared_data: Path) -> None:
+def test_truncated_pixel_data_is_reported_as_truncated(
+    shared_data: Path, pixel_info: PixelInfoOf
+) -> None:
     path = shared_data / "pydicom-data" / "emri_small_jpeg_2k_lossless_too_short.dcm"
     for call in (lambda: read_frames(path, label="x.dcm"), lambda: pixel_info(path)):
         with pytest.raises(ClisonixError) as info:
@@ -147,7 +154,7 @@ def test_truncated_pixel_data_is_reported_as_truncated(shared_data: Path) -> Non
         assert info.value.code == "CLX-E101"
 
 
-def test_frame_subsets_in_any_order(shared_data: Path) -> None:
+def test_frame_subsets_in_any_order(shared_data: Path, pixel_info: PixelInfoOf) -> None:
     root = shared_data / "pydicom-data"
     full = read_frames(root / "emri_small.dcm")
     want = [3, 1, 1, 9]
@@ -166,7 +173,7 @@ def test_frame_subsets_in_any_order(shared_data: Path) -> None:
 
 
 def test_truncated_native_file_rejected_before_allocation(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path, tmp_path: Path, pixel_info: PixelInfoOf
 ) -> None:
     src = shared_data / "pydicom-data" / "emri_small.dcm"
     layout = pixel_info(src)
@@ -218,7 +225,9 @@ def _save(ds: Dataset, path: Path, *, big_endian: bool = False) -> Path:
     return path
 
 
-def test_huge_header_claim_is_rejected_without_allocating(tmp_path: Path) -> None:
+def test_huge_header_claim_is_rejected_without_allocating(
+    tmp_path: Path, pixel_info: PixelInfoOf
+) -> None:
     # 4 frames of 50000 x 50000: 100000 x 100000 pixels = 20 GB claimed, 128 bytes held.
     ds = _image(50000, 50000, frames=4)
     ds.PixelData = b"\0" * 128
@@ -279,7 +288,7 @@ def test_codestream_size_mismatch_is_rejected(
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("big_endian", [False, True])
 def test_unused_high_bits_are_corrected_like_pydicom(
-    tmp_path: Path, signed: bool, big_endian: bool
+    tmp_path: Path, signed: bool, big_endian: bool, pixel_info: PixelInfoOf
 ) -> None:
     rng = np.random.default_rng(7)
     raw = rng.integers(0, 2**16, size=(3, 5, 7), dtype=np.uint16)  # garbage high bits
@@ -303,7 +312,9 @@ def test_unused_high_bits_are_corrected_like_pydicom(
 
 
 @pytest.mark.parametrize("bits", [8, 32])
-def test_8_and_32_bit_native(tmp_path: Path, bits: int) -> None:
+def test_8_and_32_bit_native(
+    tmp_path: Path, bits: int, pixel_info: PixelInfoOf
+) -> None:
     rng = np.random.default_rng(bits)
     dtype = np.dtype(f"<i{bits // 8}")
     vals = rng.integers(

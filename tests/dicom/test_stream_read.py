@@ -12,13 +12,17 @@ import numpy as np
 import pytest
 
 from clisonix_cli.dicom import volume
-from clisonix_cli.dicom.index import _SYNTAX_NAMES, scan, syntax_name
-from clisonix_cli.dicom.pixels import native_fast_path, pixel_info, read_frames
+from clisonix_cli.dicom.index import scan
+from clisonix_cli.dicom.model import PixelInfo
+from clisonix_cli.dicom.pixels import read_frames
+from clisonix_cli.dicom.pixels_native import native_fast_path
+from clisonix_cli.dicom.syntax import _SYNTAX_NAMES, syntax_name
 from clisonix_cli.dicom.volume import load_stack, open_stack
 from clisonix_cli.errors import ClisonixError, PixelDataSizeError, TruncatedFileError
 from clisonix_cli.fsio import sha256_file
 
 MakeSlice = Callable[..., Path]
+PixelInfoOf = Callable[[Path], PixelInfo]
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pydicom-data"
 # native single and multi-frame, big endian, 8/32-bit, compressed (RLE, J2K, JPEG-LS)
@@ -42,7 +46,9 @@ def _present() -> list[str]:
     return [n for n in FILES if (DATA / n).is_file()]
 
 
-def test_out_and_sha256_give_the_same_frames_and_the_file_digest() -> None:
+def test_out_and_sha256_give_the_same_frames_and_the_file_digest(
+    pixel_info: PixelInfoOf,
+) -> None:
     for name in _present():
         path = DATA / name
         info = pixel_info(path)
@@ -60,7 +66,7 @@ def test_out_and_sha256_give_the_same_frames_and_the_file_digest() -> None:
             assert h2.hexdigest() == sha256_file(path), name
 
 
-def test_out_of_the_wrong_shape_or_type_is_refused() -> None:
+def test_out_of_the_wrong_shape_or_type_is_refused(pixel_info: PixelInfoOf) -> None:
     names = _present()
     path = DATA / names[0]
     info = pixel_info(path)
@@ -73,7 +79,9 @@ def test_out_of_the_wrong_shape_or_type_is_refused() -> None:
         )
 
 
-def test_truncated_file_still_rejected_before_reading(tmp_path: Path) -> None:
+def test_truncated_file_still_rejected_before_reading(
+    tmp_path: Path, pixel_info: PixelInfoOf
+) -> None:
     names = _present()
     src = DATA / ("CT_small.dcm" if "CT_small.dcm" in names else names[0])
     info = pixel_info(src)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from pydicom.uid import UID
 from typer.testing import CliRunner
 
 from clisonix_cli.cli.app import app
-from clisonix_cli.dicom.pixels import pixel_info, read_frames
+from clisonix_cli.dicom.model import PixelInfo
+from clisonix_cli.dicom.pixels import read_frames
 from clisonix_cli.dicom.synth import (
     ct_phantom_hu,
     plan,
@@ -24,6 +26,8 @@ from clisonix_cli.dicom.synth import (
 )
 from clisonix_cli.errors import UsageError
 from clisonix_cli.fsio import sha256_file
+
+PixelInfoOf = Callable[[Path], PixelInfo]
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {
@@ -166,7 +170,9 @@ def test_rle_and_j2k_hold_the_same_pixels_as_explicit(tmp_path: Path) -> None:
             np.testing.assert_array_equal(read_frames(a), read_frames(b))
 
 
-def test_fast_path_and_pydicom_agree_on_synth_files(synth_study: Path) -> None:
+def test_fast_path_and_pydicom_agree_on_synth_files(
+    synth_study: Path, pixel_info: PixelInfoOf
+) -> None:
     for path in sorted(synth_study.rglob("IM00002.dcm")):
         layout = pixel_info(path)
         ref = pydicom.dcmread(path).pixel_array

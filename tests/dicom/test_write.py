@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
-from clisonix_cli.dicom.pixels import pixel_info, read_frames
+from clisonix_cli.dicom.model import PixelInfo
+from clisonix_cli.dicom.pixels import read_frames
 from clisonix_cli.dicom.write import (
     derived_uid,
     geometry_from_affine,
@@ -19,6 +21,8 @@ from clisonix_cli.errors import WriteFailedError
 from clisonix_cli.fsio import sha256_file
 
 SERIES_UID = derived_uid("test-series")
+PixelInfoOf = Callable[[Path], PixelInfo]
+
 META = {
     "Modality": "CT",
     "SeriesDescription": "clisonix window",
@@ -70,7 +74,7 @@ def _read_back(
     return real, aff, dss
 
 
-def test_int16_volume_round_trips(tmp_path: Path) -> None:
+def test_int16_volume_round_trips(tmp_path: Path, pixel_info: PixelInfoOf) -> None:
     rng = np.random.default_rng(0)
     vol = rng.integers(-1024, 3000, size=(5, 12, 9), dtype=np.int16)
     aff = _oblique_affine((2.5, 0.7, 0.9))

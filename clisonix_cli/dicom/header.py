@@ -1,0 +1,253 @@
+"""What the header index reads from one file, and what its two readers share.
+
+:func:`clisonix_cli.dicom.index.read_header` reads a file with the fast reader
+(:mod:`clisonix_cli.dicom.header_fast`) or, for what that one leaves, with pydicom
+(:mod:`clisonix_cli.dicom.header_pydicom`). Both fill the same :class:`FileHeader`: the
+values of the :data:`WANTED` tags, and where the pixel bytes lie
+(:class:`~clisonix_cli.dicom.model.PixelInfo`), so that conversion reads the pixels straight
+from the file without a second header parse.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from clisonix_cli.dicom.model import PixelInfo
+from clisonix_cli.dicom.syntax import NATIVE_SYNTAXES
+from clisonix_cli.errors import PixelDataSizeError, TruncatedFileError
+
+__all__ = [
+    "CSA_CREATOR",
+    "FLOAT_LISTS",
+    "KEYWORDS",
+    "MULTI_VALUED",
+    "UNDEFINED_LENGTH",
+    "VR_OF",
+    "WANTED",
+    "Fallback",
+    "FileHeader",
+    "HeaderFailure",
+    "NotDicom",
+    "Walk",
+    "checked_pixel_info",
+    "csa_fields",
+]
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+# The only tags the index keeps: (keyword, VR). No patient identifiers are ever read.
+WANTED: dict[int, tuple[str, str]] = {
+    0x00080008: ("ImageType", "CS"),
+    0x00080016: ("SOPClassUID", "UI"),
+    0x00080018: ("SOPInstanceUID", "UI"),
+    0x00080032: ("AcquisitionTime", "TM"),
+    0x00080060: ("Modality", "CS"),
+    0x00080070: ("Manufacturer", "LO"),
+    0x0008103E: ("SeriesDescription", "LO"),
+    0x00081090: ("ManufacturerModelName", "LO"),
+    0x00180015: ("BodyPartExamined", "CS"),
+    0x00180020: ("ScanningSequence", "CS"),
+    0x00180021: ("SequenceVariant", "CS"),
+    0x00180024: ("SequenceName", "SH"),
+    0x00180050: ("SliceThickness", "DS"),
+    0x00180060: ("KVP", "DS"),
+    0x00180080: ("RepetitionTime", "DS"),
+    0x00180081: ("EchoTime", "DS"),
+    0x00180082: ("InversionTime", "DS"),
+    0x00180086: ("EchoNumbers", "IS"),
+    0x00180087: ("MagneticFieldStrength", "DS"),
+    0x00180088: ("SpacingBetweenSlices", "DS"),
+    0x00180095: ("PixelBandwidth", "DS"),
+    0x00181030: ("ProtocolName", "LO"),
+    0x00181210: ("ConvolutionKernel", "SH"),
+    0x00181314: ("FlipAngle", "DS"),
+    0x00185100: ("PatientPosition", "CS"),
+    0x0020000D: ("StudyInstanceUID", "UI"),
+    0x0020000E: ("SeriesInstanceUID", "UI"),
+    0x00200011: ("SeriesNumber", "IS"),
+    0x00200012: ("AcquisitionNumber", "IS"),
+    0x00200013: ("InstanceNumber", "IS"),
+    0x00200032: ("ImagePositionPatient", "DS"),
+    0x00200037: ("ImageOrientationPatient", "DS"),
+    0x00200100: ("TemporalPositionIdentifier", "IS"),
+    0x00280002: ("SamplesPerPixel", "US"),
+    0x00280004: ("PhotometricInterpretation", "CS"),
+    0x00280008: ("NumberOfFrames", "IS"),
+    0x00280010: ("Rows", "US"),
+    0x00280011: ("Columns", "US"),
+    0x00280030: ("PixelSpacing", "DS"),
+    0x00280100: ("BitsAllocated", "US"),
+    0x00280101: ("BitsStored", "US"),
+    0x00280103: ("PixelRepresentation", "US"),
+    0x00281052: ("RescaleIntercept", "DS"),
+    0x00281053: ("RescaleSlope", "DS"),
+    0x00281054: ("RescaleType", "LO"),
+}
+KEYWORDS = tuple(kw for kw, _ in WANTED.values())
+VR_OF = {kw: vr for kw, vr in WANTED.values()}
+MULTI_VALUED = frozenset(
+    {"ImageType", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"}
+)
+FLOAT_LISTS = frozenset(
+    {"ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"}
+)
+CSA_CREATOR = "SIEMENS CSA HEADER"
+
+
+@dataclass
+class FileHeader:
+    """What the index read from one DICOM file (no patient identifiers).
+
+    ``values`` maps the keywords of :data:`WANTED` to plain Python values (str, int, float,
+    tuples of them). ``frames`` holds one dict per frame of an enhanced multi-frame object
+    (its per-frame geometry, scaling and dimension indices) and is None for other files.
+    ``csa`` holds the Siemens CSA image header fields of a mosaic (``n_mosaic``,
+    ``slice_normal``) and is None otherwise.
+    """
+
+    path: str
+    values: dict[str, Any]
+    pixel: PixelInfo
+    has_pixels: bool = True
+    frames: list[dict[str, Any]] | None = None
+    csa: dict[str, Any] | None = None
+    parser: str = "fast"  # "fast" | "pydicom"
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        """``values.get`` shortcut."""
+        return self.values.get(keyword, default)
+
+
+@dataclass(frozen=True)
+class HeaderFailure:
+    """A file the index could not use: not DICOM at all, or DICOM it must skip."""
+
+    path: str
+    is_dicom: bool
+    code: str = ""
+    reason: str = ""
+
+
+class Fallback(Exception):
+    """The fast reader met something it leaves to pydicom."""
+
+
+class NotDicom(Exception):
+    """The bytes are not a DICOM dataset."""
+
+
+@dataclass
+class Walk:
+    """What a reader found besides the values: the pixel element, and a mosaic's CSA bytes.
+
+    ``values`` holds the raw bytes of the :data:`WANTED` elements (the fast reader only).
+    """
+
+    values: dict[str, bytes] = field(default_factory=dict)
+    pixel_tag: int = 0
+    pixel_offset: int | None = None
+    pixel_length: int | None = None
+    csa: bytes | None = None
+
+
+def _expected_bytes(rows: int, cols: int, frames: int, samples: int, bits: int) -> int:
+    n_bits = rows * cols * frames * samples * bits
+    return (n_bits + 7) // 8
+
+
+def csa_fields(raw: bytes | None) -> dict[str, Any] | None:
+    """The Siemens CSA image header fields a mosaic needs; None when absent or broken."""
+    if not raw:
+        return None
+    with (
+        warnings.catch_warnings()
+    ):  # nibabel.nicom warns on import that it is experimental
+        warnings.simplefilter("ignore")
+        csareader: Any = importlib.import_module(
+            "nibabel.nicom.csareader"
+        )  # mosaics only
+
+    try:
+        csa = csareader.read(raw)
+    except Exception:  # noqa: BLE001 - a broken private header is reported as absent
+        return None
+    n_mosaic = csareader.get_n_mosaic(csa)
+    normal = csareader.get_slice_normal(csa)
+    out: dict[str, Any] = {"n_mosaic": int(n_mosaic) if n_mosaic else 0}
+    if normal is not None:
+        out["slice_normal"] = tuple(float(v) for v in normal)
+    try:
+        ref = csa["tags"].get("MosaicRefAcqTimes", {}).get("items")
+    except (KeyError, AttributeError, TypeError):
+        ref = None
+    if ref:
+        out["slice_times_ms"] = tuple(float(t) for t in ref)
+    return out
+
+
+def _pixel_layout(values: dict[str, Any], syntax: str, walk: Walk) -> PixelInfo:
+    """The pixel layout the header values declare; the pixel offset for native syntaxes."""
+    offset = length = None
+    if walk.pixel_tag == 0x7FE00010 and walk.pixel_length is not None:
+        if syntax in NATIVE_SYNTAXES:
+            offset, length = walk.pixel_offset, walk.pixel_length
+    return PixelInfo(
+        transfer_syntax=syntax,
+        rows=int(values.get("Rows") or 0),
+        cols=int(values.get("Columns") or 0),
+        n_frames=max(1, int(values.get("NumberOfFrames") or 1)),
+        bits_allocated=int(values.get("BitsAllocated") or 0),
+        bits_stored=int(values.get("BitsStored") or values.get("BitsAllocated") or 0),
+        pixel_representation=int(values.get("PixelRepresentation") or 0),
+        samples_per_pixel=int(values.get("SamplesPerPixel") or 1),
+        photometric=str(values.get("PhotometricInterpretation") or ""),
+        offset=offset,
+        length=length,
+    )
+
+
+def _check_pixels(info: PixelInfo, walk: Walk, size: int) -> None:
+    """Raise when the native pixel value is cut short or smaller than the header claims."""
+    if walk.pixel_offset is None or walk.pixel_length is None:
+        return
+    if walk.pixel_offset + walk.pixel_length > size:
+        raise TruncatedFileError(
+            f"(7FE0,0010) 'Pixel Data' declares {walk.pixel_length} bytes but the file holds "
+            f"{size - walk.pixel_offset} after its header - the copy was cut short; "
+            "copy the file again from the source"
+        )
+    if info.transfer_syntax in NATIVE_SYNTAXES and walk.pixel_tag == 0x7FE00010:
+        need = _expected_bytes(
+            info.rows,
+            info.cols,
+            info.n_frames,
+            info.samples_per_pixel,
+            info.bits_allocated,
+        )
+        if walk.pixel_length < need:
+            raise PixelDataSizeError(
+                f"(7FE0,0010) 'Pixel Data' holds {walk.pixel_length} bytes, the header "
+                f"claims {info.rows}x{info.cols}x{info.n_frames} frames of "
+                f"{info.bits_allocated}-bit samples = {need} bytes - the header or the "
+                "pixel data is corrupt"
+            )
+
+
+def checked_pixel_info(
+    values: dict[str, Any], syntax: str, walk: Walk, size: int
+) -> PixelInfo:
+    """The pixel layout the header declares, checked against the file's pixel element.
+
+    Raises
+    ------
+    TruncatedFileError
+        The native pixel value runs past the end of the file (``size`` bytes).
+    PixelDataSizeError
+        It holds fewer bytes than the header's matrix needs.
+    """
+    info = _pixel_layout(values, syntax, walk)
+    _check_pixels(info, walk, size)
+    return info

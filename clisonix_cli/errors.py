@@ -2,8 +2,9 @@
 
 Codes are documented in ``docs/errors.md`` (generated from this module) and are never reused.
 Exit codes follow DESIGN.md: 0 all ok, 1 some tasks failed, 2 usage or configuration error,
-3 environment error. A task-level error (:class:`InputError` and its children) is recorded in
-the manifest and the batch goes on; the others stop the run before or while it starts.
+3 environment error, 4 internal error (a bug: :class:`ClisonixError` itself, ``CLX-E000``).
+A task-level error (:class:`TaskError` and its children) is recorded in the manifest and the
+batch goes on; the others stop the run before or while it starts.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ class ClisonixError(Exception):
     """Base of every clisonix error: a stable code, an exit code and a one-line message."""
 
     code: ClassVar[str] = "CLX-E000"
-    exit_code: ClassVar[int] = 1
-    summary: ClassVar[str] = "Unexpected clisonix error."
+    exit_code: ClassVar[int] = 4
+    summary: ClassVar[str] = (
+        "Unexpected internal error: a bug in clisonix (please report it)."
+    )
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -25,6 +28,12 @@ class ClisonixError(Exception):
     def one_line(self) -> str:
         """``CLX-Exxx: message`` as printed on stderr and stored in the manifest."""
         return f"{self.code}: {self.message}"
+
+
+class AbortedError(ClisonixError):
+    code = "CLX-E002"
+    exit_code = 1
+    summary = "The command was aborted: its input ended (Ctrl-C exits 130 instead)."
 
 
 # --- usage and configuration: exit 2, nothing was done -------------------------------------
@@ -120,9 +129,19 @@ class InputUnreadableError(EnvironmentProblem):
 # --- per file / per task: recorded in the manifest, the batch goes on (exit 1 at the end) --
 
 
-class InputError(ClisonixError):
-    code = "CLX-E100"
+class TaskError(ClisonixError):
+    code = "CLX-E170"
     exit_code = 1
+    summary = (
+        "The executor could not run the task (not sent to or not unpacked on a worker)."
+    )
+
+
+# reading, decoding and geometry: the input is at fault
+
+
+class InputError(TaskError):
+    code = "CLX-E100"
     summary = "A file cannot be read as DICOM."
 
 
@@ -163,35 +182,49 @@ class GeometryError(InputError):
 
 class InconsistentStackError(InputError):
     code = "CLX-E121"
-    summary = "Slices of a stack disagree (spacing, missing slices, duplicates)."
+    summary = (
+        "Slices of a stack disagree (missing slices, uneven spacing, uneven repeats): "
+        "the stack is not converted."
+    )
 
 
-class TransformFailedError(InputError):
+class DuplicateInstanceError(InputError):
+    code = "CLX-E122"
+    summary = (
+        "A duplicate instance (same SOP Instance UID as a kept file) is set aside; "
+        "informational, the kept copy is converted."
+    )
+
+
+# running the task: ops, writing, workers, time limits, verification
+
+
+class TransformFailedError(TaskError):
     code = "CLX-E130"
     summary = "A transform op failed on this volume."
 
 
-class WriteFailedError(InputError):
+class WriteFailedError(TaskError):
     code = "CLX-E140"
     summary = "An output file could not be written."
 
 
-class WorkerDiedError(InputError):
+class WorkerDiedError(TaskError):
     code = "CLX-E150"
     summary = "The worker process running this task died (crash or out-of-memory kill)."
 
 
-class TaskTimeoutError(InputError):
+class TaskTimeoutError(TaskError):
     code = "CLX-E151"
     summary = "The task ran longer than --task-timeout."
 
 
-class TaskCancelledError(InputError):
+class TaskCancelledError(TaskError):
     code = "CLX-E152"
     summary = "The task was not run because --fail-fast stopped the batch."
 
 
-class VerifyMismatchError(InputError):
+class VerifyMismatchError(TaskError):
     code = "CLX-E160"
     summary = "An output is missing, extra or changed against the manifest."
 
@@ -205,3 +238,23 @@ def all_errors() -> list[type[ClisonixError]]:
         seen.append(cls)
         stack.extend(cls.__subclasses__())
     return sorted(set(seen), key=lambda c: c.code)
+
+
+def by_code(code: str) -> type[ClisonixError] | None:
+    """The error class of a ``CLX-E`` code (as stored in a manifest or scan document).
+
+    Parameters
+    ----------
+    code : str
+        A code such as ``"CLX-E121"``.
+
+    Returns
+    -------
+    type or None
+        The class, or None when no class has that code (an empty string, a code of a newer
+        clisonix): callers choose their fallback, no ``KeyError`` to catch.
+    """
+    for cls in all_errors():
+        if cls.code == code:
+            return cls
+    return None

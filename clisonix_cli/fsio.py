@@ -10,11 +10,11 @@ handed to the kernel's writeback every :data:`WRITEBACK_BYTES` so that the closi
 waits for the tail of the file only, not for all of it.
 
 The fsync is what makes an output survive a power loss; it costs the disk's write time
-(here about 470 MB/s: 2 s per GB of output), which no in-memory work can hide. Setting the
-environment variable ``CLISONIX_FSYNC=0`` skips it (and the writeback hints): the rename
-stays atomic for every process, a killed run still leaves no partial file under a final
-name, and after a power loss ``--resume``/``clisonix verify`` find a damaged output by its
-recorded sha256. The default is to fsync.
+(here about 470 MB/s: 2 s per GB of output), which no in-memory work can hide. It is off by
+default; the environment variable ``CLISONIX_FSYNC=1`` turns it (and the writeback hints)
+on. Without it the rename stays atomic for every process, a killed run still leaves no
+partial file under a final name, and after a power loss ``--resume``/``clisonix verify``
+find a damaged output by its recorded sha256.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from clisonix_cli.errors import EnvironmentProblem
 
 TMP_SUFFIX = ".clxtmp"
 #: Bytes handed to ``write(2)`` (and to the hash) at a time: they stay in the CPU cache
@@ -46,6 +48,41 @@ def fsync_enabled() -> bool:
     """
     value = os.environ.get("CLISONIX_FSYNC", "0").strip().lower()
     return value in ("1", "yes", "true", "on")
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create an output folder if needed and prove it writable (``transform``, ``synth``).
+
+    Parameters
+    ----------
+    out_dir : Path
+        The output folder; its missing parents are created too.
+
+    Raises
+    ------
+    EnvironmentProblem
+        It is a file, or it cannot be created or written (exit 3).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise EnvironmentProblem(
+            f"{out_dir}: exists and is not a folder; give a folder path for OUT_DIR"
+        ) from None
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"{out_dir}: cannot create the output folder ({exc.strerror or exc}); check "
+            "the path and the permissions of its parent"
+        ) from None
+    probe = out_dir / f".clisonix-probe.{os.getpid()}{TMP_SUFFIX}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"{out_dir}: the output folder is not writable ({exc.strerror or exc}); "
+            "check its permissions and free space, or choose another folder"
+        ) from None
 
 
 def tmp_name(final: Path) -> Path:

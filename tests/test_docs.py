@@ -27,6 +27,19 @@ def test_every_error_code_documented() -> None:
         assert f"`{cls.code}`" in page
 
 
+def test_every_exit_code_documented() -> None:
+    """Each exit code an error can have is in the errors page, README and transform page."""
+    page = (DOCS / "errors.md").read_text(encoding="utf-8")
+    table = page.split("## Exit codes", 1)[1].split("## Codes", 1)[0]
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    transform = (DOCS / "transform.md").read_text(encoding="utf-8")
+    for exit_code in sorted({cls.exit_code for cls in all_errors()}):
+        assert f"\n| {exit_code} | " in table, exit_code
+        assert f"\n| {exit_code} | " in transform, exit_code
+        assert f" {exit_code} " in readme.split("Exit codes:", 1)[1][:600], exit_code
+    assert "4 internal error" in readme and "| 4 | Internal error" in transform
+
+
 def test_every_command_documented_and_has_a_page() -> None:
     cli_page = (DOCS / "cli.md").read_text(encoding="utf-8")
     index = (DOCS / "index.md").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from clisonix_cli import __version__
-from clisonix_cli.errors import ClisonixError, UsageError
+from clisonix_cli.errors import AbortedError, ClisonixError, UsageError
 
 #: Set to 1 to let an unexpected exception end with its Python traceback (for bug reports).
 DEBUG_ENV = "CLISONIX_DEBUG"
@@ -44,8 +44,9 @@ class OneLineErrors(TyperGroup):
 
     Click's usage errors (unknown option, bad value, missing argument) become ``CLX-E001``
     with exit code 2; a :class:`~clisonix_cli.errors.ClisonixError` that escaped a command
-    prints its own line and exit code; any other exception is a bug, reported as one
-    ``CLX-E000`` line with exit code 1 (``CLISONIX_DEBUG=1`` shows the traceback instead).
+    prints its own line and exit code; an abort (end of input) is ``CLX-E002``, exit code 1;
+    any other exception is a bug, reported as one ``CLX-E000`` line with exit code 4
+    (``CLISONIX_DEBUG=1`` shows the traceback instead).
     """
 
     def main(  # type: ignore[override]
@@ -74,7 +75,7 @@ class OneLineErrors(TyperGroup):
                 message = exc.format_message().rstrip(". ")  # type: ignore[attr-defined]
                 _fail(UsageError(f"{message}{hint}"))
             if kind == "Abort":
-                _fail(ClisonixError("aborted (end of input or interrupted)"))
+                _fail(AbortedError("aborted (end of input or interrupted)"))
             if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
                 raise
             _fail(

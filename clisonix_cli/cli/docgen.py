@@ -18,6 +18,8 @@ EXIT_MEANING = {
     1: "task-level: recorded in the manifest, the batch goes on, the run exits 1",
     2: "usage or configuration: nothing was done",
     3: "environment: output not writable, scheduler unreachable, dependency missing",
+    4: "internal error (`CLX-E000`): a bug in clisonix; rerun with CLISONIX_DEBUG=1 for "
+    "the traceback and report it",
 }
 
 
@@ -30,7 +32,8 @@ def errors_md() -> str:
         "",
         "Every error clisonix reports is one line on stderr, `CLX-Exxx: message`, and the",
         "same code is stored in the manifest record of a failed or skipped task. Codes are",
-        "stable: a code is never reused for another meaning.",
+        "stable: a code is never reused for another meaning. A command aborted because",
+        "its input ended is `CLX-E002` (exit 1); Ctrl-C ends a command with exit 130.",
         "",
         "## Exit codes",
         "",

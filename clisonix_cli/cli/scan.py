@@ -39,30 +39,24 @@ def scan(
             envvar="CLISONIX_FILES_FROM",
             metavar="FILE|-",
             help="Scan only the files listed in FILE (one path per line, relative to "
-            "IN_DIR or absolute); '-' reads the list from standard input.",
+            "IN_DIR or absolute inside it); '-' reads the list from standard input.",
         ),
     ] = None,
 ) -> None:
     """Index DICOM files under IN_DIR: studies, series, stacks, problems, decoders.
 
     Files are recognised by content, not by extension. Exit 0 when the scan ran (even with
-    skipped files), 3 when IN_DIR or the file list cannot be read.
+    skipped files), 2 when the file list names a file outside IN_DIR, 3 when IN_DIR or the
+    file list cannot be read, 4 on an internal error (a bug).
 
     Example: clisonix scan /data/export --json > scan.json
     """
-    from clisonix_cli.dicom.discover import read_file_list
+    from clisonix_cli.dicom.discover import input_files
     from clisonix_cli.dicom.index import scan as run_scan
     from clisonix_cli.dicom.scandoc import scan_document
-    from clisonix_cli.errors import InputUnreadableError
 
     with reporting_errors():
-        if not in_dir.is_dir():
-            raise InputUnreadableError(
-                f"{in_dir}: not a readable folder - give the folder that holds the DICOM files"
-            )
-        files = None
-        if files_from is not None:
-            files = [in_dir / f for f in read_file_list(files_from, in_dir)]
+        files = input_files(in_dir, files_from)
         with _progress(enabled=not json_out and err_console.is_terminal) as tick:
             result = run_scan(in_dir, files=files, progress=tick)
         doc = scan_document(result)

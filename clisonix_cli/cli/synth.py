@@ -11,6 +11,7 @@ import typer
 from clisonix_cli.cli._console import emit_json, reporting_errors, say
 from clisonix_cli.cli._options import JsonFlag
 from clisonix_cli.errors import EnvironmentProblem, UsageError
+from clisonix_cli.fsio import prepare_out_dir
 
 #: Files besides the studies that may sit in a synth folder (sample_data/ keeps these).
 _ALLOWED_EXTRA = frozenset({"SHA256SUMS", "README.md"})
@@ -35,12 +36,8 @@ def prepare_synth_dir(out_dir: Path, expected: set[str]) -> None:
     UsageError
         OUT_DIR holds files this run would not write (exit 2).
     EnvironmentProblem
-        OUT_DIR is a file or cannot be created (exit 3).
+        OUT_DIR is a file, or cannot be created or written (exit 3).
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise EnvironmentProblem(
-            f"{out_dir}: exists and is not a folder; give a folder path for OUT_DIR"
-        )
     if out_dir.is_dir():
         stale = sorted(
             rel
@@ -54,13 +51,7 @@ def prepare_synth_dir(out_dir: Path, expected: set[str]) -> None:
                 f"{out_dir} holds {len(stale)} file(s) this command would not write (e.g. "
                 f"{stale[0]}); the folder would mix two sets - use a new or empty folder"
             )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EnvironmentProblem(
-            f"{out_dir}: cannot create the output folder ({exc.strerror or exc}); check "
-            "the path and the permissions of its parent"
-        ) from None
+    prepare_out_dir(out_dir)
 
 
 class Modality(StrEnum):

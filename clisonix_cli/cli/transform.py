@@ -165,7 +165,8 @@ def transform(
 
     One task per image stack; outputs are written atomically with a manifest record per task
     (OUT_DIR/manifest.jsonl). Exit 0 all tasks ok, 1 some failed, 2 usage or configuration
-    error, 3 environment error (OUT_DIR not writable, scheduler unreachable).
+    error, 3 environment error (OUT_DIR not writable, scheduler unreachable), 4 internal
+    error (a bug).
 
     Example: clisonix transform scans/ out/ --op rescale --op window:preset=brain --jobs 4
     """

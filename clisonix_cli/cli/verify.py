@@ -23,7 +23,7 @@ def verify(
     """Re-hash every output against the merged manifest: missing, changed, extra files.
 
     Exit 0 when every output matches, 1 when any file is missing, changed or extra,
-    2 when OUT_DIR holds no manifest.
+    2 when OUT_DIR holds no manifest, 4 on an internal error (a bug).
 
     Example: clisonix verify out/ --json
     """

@@ -12,9 +12,15 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from clisonix_cli.errors import InputUnreadableError
+from clisonix_cli.errors import InputUnreadableError, UsageError
 
-__all__ = ["list_files", "read_file_list", "relative_name"]
+__all__ = [
+    "check_input_dir",
+    "input_files",
+    "list_files",
+    "read_file_list",
+    "relative_name",
+]
 
 
 def relative_name(path: Path, root: Path) -> str:
@@ -35,6 +41,53 @@ def relative_name(path: Path, root: Path) -> str:
     """
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
     return Path(rel).as_posix()
+
+
+def check_input_dir(root: Path) -> None:
+    """Prove IN_DIR a readable folder (``scan``, ``transform`` and the tree walk ask here).
+
+    Parameters
+    ----------
+    root : Path
+        The input folder.
+
+    Raises
+    ------
+    InputUnreadableError
+        It is missing, not a folder, or cannot be listed (exit 3).
+    """
+    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+        raise InputUnreadableError(
+            f"{root}: not a readable folder - give the folder that holds the DICOM files"
+        )
+
+
+def input_files(root: Path, files_from: str | Path | None) -> list[Path] | None:
+    """The files a command reads from IN_DIR: the ``--files-from`` list, or None for all.
+
+    Parameters
+    ----------
+    root : Path
+        IN_DIR, checked with :func:`check_input_dir`.
+    files_from : str, Path or None
+        The ``--files-from`` list (``-`` for standard input); None walks the whole folder.
+
+    Returns
+    -------
+    list of Path or None
+        The listed files under ``root``, sorted; None when no list is given.
+
+    Raises
+    ------
+    InputUnreadableError
+        IN_DIR or the list cannot be read (exit 3).
+    UsageError
+        The list names a file outside IN_DIR (exit 2).
+    """
+    check_input_dir(root)
+    if files_from is None:
+        return None
+    return [root / name for name in read_file_list(files_from, root)]
 
 
 def list_files(root: Path) -> list[str]:
@@ -59,16 +112,7 @@ def list_files(root: Path) -> list[str]:
     InputUnreadableError
         ``root`` is not a folder or cannot be listed.
     """
-    if not root.is_dir():
-        raise InputUnreadableError(
-            f"{root}: not a folder - give the folder that holds the DICOM files"
-        )
-    try:
-        os.listdir(root)
-    except OSError as exc:
-        raise InputUnreadableError(
-            f"{root}: cannot list the folder ({exc.strerror}) - check its permissions"
-        ) from None
+    check_input_dir(root)
     out: list[str] = []
     base = os.path.abspath(root)
     for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
@@ -89,7 +133,9 @@ def read_file_list(source: str | Path, root: Path) -> list[str]:
 
     Blank lines and lines starting with ``#`` are ignored. Relative paths are taken relative
     to ``root`` (as rsync's ``--files-from`` does); absolute paths are used as they are.
-    Duplicates are dropped and the result is sorted.
+    Every listed file must lie under ``root`` (``scan`` and ``transform`` alike: a name in
+    the manifest or the scan document is always relative to IN_DIR). Duplicates are dropped
+    and the result is sorted.
 
     Parameters
     ----------
@@ -106,7 +152,9 @@ def read_file_list(source: str | Path, root: Path) -> list[str]:
     Raises
     ------
     InputUnreadableError
-        The list cannot be read.
+        The list cannot be read (exit 3).
+    UsageError
+        The list names a file outside ``root`` (exit 2).
     """
     lines: Iterable[str]
     if str(source) == "-":
@@ -119,7 +167,7 @@ def read_file_list(source: str | Path, root: Path) -> list[str]:
                 f"{source}: cannot read the file list ({exc}) - give a UTF-8 text file "
                 "with one path per line"
             ) from None
-    return normalize_files(
+    names = normalize_files(
         [
             Path(line.strip())
             for line in lines
@@ -127,6 +175,13 @@ def read_file_list(source: str | Path, root: Path) -> list[str]:
         ],
         root,
     )
+    outside = [n for n in names if n == ".." or n.startswith("../")]
+    if outside:
+        raise UsageError(
+            f"--files-from lists {len(outside)} file(s) outside IN_DIR (e.g. "
+            f"{outside[0]}); list only files under {root}"
+        )
+    return names
 
 
 def normalize_files(files: Sequence[Path], root: Path) -> list[str]:

@@ -135,9 +135,7 @@ def scan_document(result: ScanResult) -> dict[str, Any]:
 
 
 def _summary_of(code: str) -> str:
-    from clisonix_cli.errors import all_errors
+    from clisonix_cli.errors import by_code
 
-    for cls in all_errors():
-        if cls.code == code:
-            return cls.summary
-    return ""
+    cls = by_code(code)
+    return "" if cls is None else cls.summary

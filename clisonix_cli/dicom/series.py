@@ -33,7 +33,11 @@ from clisonix_cli.dicom.geometry import (
 from clisonix_cli.dicom.header import FileHeader
 from clisonix_cli.dicom.model import PixelInfo, Problem, Skipped, Stack, StackGeometry
 from clisonix_cli.dicom.sidecar import sidecar_meta
-from clisonix_cli.errors import GeometryError, InconsistentStackError
+from clisonix_cli.errors import (
+    DuplicateInstanceError,
+    GeometryError,
+    InconsistentStackError,
+)
 
 __all__ = ["build_stacks"]
 
@@ -471,7 +475,7 @@ def _stack(
     if n_dup:
         problems.append(
             Problem(
-                InconsistentStackError.code,
+                DuplicateInstanceError.code,
                 f"{n_dup} duplicate instance(s) dropped: same (0008,0018) SOP Instance UID "
                 "as a file kept in this stack",
             )
@@ -566,7 +570,7 @@ def build_stacks(headers: Iterable[FileHeader]) -> tuple[list[Stack], list[Skipp
     stacks : list of Stack
         Sorted by (study UID, series number, series UID, stack index).
     skipped : list of Skipped
-        Duplicate instances (same SOP Instance UID as a kept file), CLX-E121.
+        Duplicate instances (same SOP Instance UID as a kept file), CLX-E122.
     """
     ordered = sorted(headers, key=lambda h: h.path)
     skipped: list[Skipped] = []
@@ -582,7 +586,7 @@ def build_stacks(headers: Iterable[FileHeader]) -> tuple[list[Stack], list[Skipp
                 skipped.append(
                     Skipped(
                         h.path,
-                        InconsistentStackError.code,
+                        DuplicateInstanceError.code,
                         f"duplicate instance: same (0008,0018) SOP Instance UID as {kept}, "
                         "which is kept",
                     )

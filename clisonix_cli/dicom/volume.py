@@ -35,7 +35,7 @@ from clisonix_cli.errors import (
     GeometryError,
     InconsistentStackError,
     InputError,
-    all_errors,
+    by_code,
 )
 
 __all__ = [
@@ -61,10 +61,8 @@ def stack_label(stack: Stack) -> str:
 
 
 def _error_class(code: str) -> type[InputError]:
-    for cls in all_errors():
-        if cls.code == code and issubclass(cls, InputError):
-            return cls
-    return InputError
+    cls = by_code(code)
+    return cls if cls is not None and issubclass(cls, InputError) else InputError
 
 
 def unpack_mosaic(frame: np.ndarray, n_tiles: int) -> np.ndarray:

@@ -7,8 +7,7 @@ completely, and never changed afterwards. Everything a task needs on a worker tr
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from clisonix_cli.errors import ShardSpecError, UsageError
@@ -17,10 +16,6 @@ from clisonix_cli.errors import ShardSpecError, UsageError
 FORMATS: tuple[str, ...] = ("nifti", "nifti-gz", "npy", "dicom")
 #: Executors, as given to ``--backend``.
 BACKENDS: tuple[str, ...] = ("auto", "loky", "threads", "dask")
-
-#: Test-only: comma-separated series UIDs or task ids whose task kills its own worker
-#: process with SIGKILL. Read by the driver, carried to workers in the task context.
-TEST_CRASH_ENV = "CLISONIX_TEST_CRASH_SERIES"
 
 
 def cpu_cores() -> int:
@@ -121,8 +116,6 @@ class RunConfig:
         A file listing the input files (``-`` for stdin), instead of walking ``in_dir``.
     connect_timeout : float
         Seconds to wait for a Dask scheduler before giving up (exit 3).
-    test_crash : tuple of str
-        Test-only crash hook (see :data:`TEST_CRASH_ENV`).
     """
 
     in_dir: Path
@@ -143,7 +136,6 @@ class RunConfig:
     fail_fast: bool = False
     files_from: str | None = None
     connect_timeout: float = 10.0
-    test_crash: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -224,7 +216,6 @@ class RunConfig:
 
         ``backend`` None means ``dask`` when a scheduler is given, else ``auto``
         (see :func:`clisonix_cli.taskarray.execute.local_backend`).
-        The test-only crash hook is read from the environment here.
 
         Raises
         ------
@@ -233,11 +224,6 @@ class RunConfig:
         """
         if backend is None:
             backend = "dask" if (scheduler or scheduler_file) else "auto"
-        crash = tuple(
-            s.strip()
-            for s in os.environ.get(TEST_CRASH_ENV, "").split(",")
-            if s.strip()
-        )
         return cls(
             in_dir=in_dir,
             out_dir=out_dir,
@@ -257,7 +243,6 @@ class RunConfig:
             fail_fast=fail_fast,
             files_from=files_from,
             connect_timeout=connect_timeout,
-            test_crash=crash,
         )
 
     @property

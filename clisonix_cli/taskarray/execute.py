@@ -13,7 +13,6 @@ Order of checks (nothing is read or written before the cheaper checks pass):
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -23,12 +22,10 @@ from typing import TYPE_CHECKING, Any
 from clisonix_cli import __version__
 from clisonix_cli.errors import (
     ClisonixError,
-    EnvironmentProblem,
-    InconsistentStackError,
-    InputUnreadableError,
+    DuplicateInstanceError,
     NoPixelDataError,
-    UsageError,
 )
+from clisonix_cli.fsio import prepare_out_dir
 from clisonix_cli.taskarray.collect import Collector, Event, EventHandler, RunLog
 from clisonix_cli.taskarray.config import RunConfig, cpu_cores
 from clisonix_cli.taskarray.manifest import (
@@ -57,11 +54,11 @@ if TYPE_CHECKING:
     from clisonix_cli.transforms.pipeline import Pipeline
 
 #: Scan codes that set a file aside without making the run fail: objects that are not
-#: images by design (structured reports, CLX-E102) and duplicate instances (CLX-E121 on a
-#: file: same SOP Instance UID as a file that is kept and converted, so no data is lost).
+#: images by design (structured reports, CLX-E102) and duplicate instances (CLX-E122: same
+#: SOP Instance UID as a file that is kept and converted, so no data is lost).
 #: Every other skipped DICOM file counts as a failure (exit 1).
 INFORMATIONAL_SKIP_CODES: frozenset[str] = frozenset(
-    {NoPixelDataError.code, InconsistentStackError.code}
+    {NoPixelDataError.code, DuplicateInstanceError.code}
 )
 
 TaskFn = Callable[[Task, TaskContext], TaskOutcome]
@@ -163,52 +160,8 @@ def load_pipeline(config: RunConfig) -> Pipeline:
     return Pipeline.from_cli(list(config.op_specs), config.pipeline_file)
 
 
-def check_in_dir(in_dir: Path) -> None:
-    """Prove IN_DIR a readable folder (the same message as ``clisonix scan``).
-
-    Raises
-    ------
-    InputUnreadableError
-        It is missing, not a folder or not readable (exit 3, as ``clisonix scan``).
-    """
-    if not in_dir.is_dir() or not os.access(in_dir, os.R_OK | os.X_OK):
-        raise InputUnreadableError(
-            f"{in_dir}: not a readable folder - give the folder that holds the DICOM files"
-        )
-
-
-def prepare_out_dir(out_dir: Path) -> None:
-    """Create OUT_DIR if needed and prove it writable.
-
-    Raises
-    ------
-    EnvironmentProblem
-        It cannot be created or written (exit 3).
-    """
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise EnvironmentProblem(
-            f"{out_dir}: exists and is not a folder; give a folder path for OUT_DIR"
-        ) from None
-    except OSError as exc:
-        raise EnvironmentProblem(
-            f"{out_dir}: cannot create the output folder ({exc.strerror or exc}); check "
-            "the path and the permissions of its parent"
-        ) from None
-    probe = out_dir / f".clisonix-probe.{os.getpid()}.clxtmp"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise EnvironmentProblem(
-            f"{out_dir}: the output folder is not writable ({exc.strerror or exc}); "
-            "check its permissions and free space, or choose another folder"
-        ) from None
-
-
 def scan_input(config: RunConfig) -> ScanResult:
-    """Scan IN_DIR (or the ``--files-from`` list).
+    """Scan IN_DIR (or the ``--files-from`` list), as ``clisonix scan`` does.
 
     Raises
     ------
@@ -217,21 +170,10 @@ def scan_input(config: RunConfig) -> ScanResult:
     InputUnreadableError
         IN_DIR or the list cannot be read (exit 3).
     """
+    from clisonix_cli.dicom.discover import input_files
     from clisonix_cli.dicom.index import scan
 
-    check_in_dir(config.in_dir)
-    if config.files_from is None:
-        return scan(config.in_dir)
-    from clisonix_cli.dicom.discover import read_file_list
-
-    names = read_file_list(config.files_from, config.in_dir)
-    outside = [n for n in names if n == ".." or n.startswith("../")]
-    if outside:
-        raise UsageError(
-            f"--files-from lists {len(outside)} file(s) outside IN_DIR (e.g. "
-            f"{outside[0]}); list only files under {config.in_dir}"
-        )
-    return scan(config.in_dir, files=[config.in_dir / n for n in names])
+    return scan(config.in_dir, files=input_files(config.in_dir, config.files_from))
 
 
 @contextlib.contextmanager
@@ -261,7 +203,8 @@ def run(
     on_event : callable or None
         Receives :class:`~clisonix_cli.taskarray.collect.Event` objects (progress).
     fn : callable
-        The task function; tests substitute a trivial one.
+        The task function (picklable for process executors); tests substitute a trivial
+        one, or one that kills its worker for chosen tasks.
 
     Returns
     -------
@@ -351,7 +294,6 @@ def _run_in(
             pipeline_sha256=sha,
             task_timeout=config.task_timeout,
             limit_blas=config.backend != "threads",
-            crash=frozenset(config.test_crash),
         )
         runlog = RunLog(out_dir / STATE_DIR / part.replace("manifest", "run-log", 1))
         t_run = time.monotonic()
@@ -399,12 +341,7 @@ def local_backend(config: RunConfig, tasks: list[Task], pipeline_steps: int) -> 
     from clisonix_cli.dicom.syntax import NATIVE_SYNTAXES  # read with numpy, no decoder
 
     native = all(t.stack.transfer_syntax in NATIVE_SYNTAXES for t in tasks)
-    if (
-        pipeline_steps == 0
-        and native
-        and config.format != "dicom"
-        and not config.test_crash
-    ):
+    if pipeline_steps == 0 and native and config.format != "dicom":
         return "threads"
     return "loky"
 

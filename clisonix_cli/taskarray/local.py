@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from clisonix_cli.errors import InputError, TaskTimeoutError
+from clisonix_cli.errors import TaskError, TaskTimeoutError
 from clisonix_cli.taskarray.collect import TRANSIENT_CODES, Collector, worker_died
 from clisonix_cli.taskarray.config import cpu_cores
 from clisonix_cli.taskarray.plan import Task
@@ -264,7 +264,7 @@ def _drive(
             else:  # the task could not even be sent or unpacked: a bug, not the input
                 collector.fail(
                     task,
-                    InputError(
+                    TaskError(
                         f"{task.describe()}: the executor failed to run the task "
                         f"({type(exc).__name__}: {exc})"
                     ),

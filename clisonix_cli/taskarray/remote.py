@@ -24,9 +24,9 @@ from typing import Any
 
 from clisonix_cli import __version__
 from clisonix_cli.errors import (
-    InputError,
     MissingDependencyError,
     SchedulerUnreachableError,
+    TaskError,
     WorkerVersionError,
 )
 from clisonix_cli.taskarray.collect import TRANSIENT_CODES, Collector, worker_died
@@ -291,7 +291,7 @@ def _drive(
                 else:
                     collector.fail(
                         task,
-                        InputError(
+                        TaskError(
                             f"{task.describe()}: the Dask worker failed to run the task "
                             f"({type(exc).__name__}: {exc})"
                         ),

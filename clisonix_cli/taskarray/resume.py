@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from clisonix_cli import __version__
 from clisonix_cli.errors import OutputConflictError
@@ -28,6 +28,8 @@ from clisonix_cli.taskarray.manifest import STATE_DIR, Record, is_manifest_name
 from clisonix_cli.taskarray.plan import Task
 
 IDENTITY_FILE = "run.json"
+
+OutputState = Literal["ok", "missing", "changed"]
 
 
 def run_identity(pipeline_sha256: str, fmt: str) -> dict[str, str]:
@@ -132,18 +134,37 @@ def check_output_dir(
         )
 
 
-def output_intact(out_dir: Path, output: Mapping[str, Any]) -> bool:
-    """True when an output recorded in the manifest exists with its size and sha256."""
+def output_state(out_dir: Path, output: Mapping[str, Any]) -> OutputState:
+    """Compare an output recorded in the manifest with the file on disk.
+
+    The one "output intact" check: ``--resume`` keeps a task whose outputs are all ``ok``,
+    ``clisonix verify`` reports the others.
+
+    Parameters
+    ----------
+    out_dir : Path
+    output : dict
+        One entry of a record's ``outputs``: ``path`` (relative to ``out_dir``), ``bytes``
+        and ``sha256``.
+
+    Returns
+    -------
+    {"ok", "missing", "changed"}
+        ``"ok"`` (same size and sha256), ``"missing"`` (no such file, or no path
+        recorded) or ``"changed"`` (size or sha256 differ, or the file cannot be read).
+    """
     rel = output.get("path")
     if not isinstance(rel, str):
-        return False
+        return "missing"
     path = out_dir / rel
+    if not path.is_file():
+        return "missing"
     try:
         if path.stat().st_size != output.get("bytes"):
-            return False
-        return sha256_file(path) == output.get("sha256")
+            return "changed"
+        return "ok" if sha256_file(path) == output.get("sha256") else "changed"
     except OSError:
-        return False
+        return "changed"
 
 
 def is_done(
@@ -170,7 +191,7 @@ def is_done(
     if (record.get("env") or {}).get("clisonix") != __version__:
         return False
     outputs = record.get("outputs") or []
-    return bool(outputs) and all(output_intact(out_dir, o) for o in outputs)
+    return bool(outputs) and all(output_state(out_dir, o) == "ok" for o in outputs)
 
 
 def remove_stale_temps(

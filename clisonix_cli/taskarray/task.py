@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import signal
 import socket
 import sys
 import time
@@ -26,6 +25,7 @@ from clisonix_cli import __version__
 from clisonix_cli.errors import (
     ClisonixError,
     InputError,
+    TaskError,
     TaskTimeoutError,
     TransformFailedError,
     WorkerVersionError,
@@ -75,10 +75,6 @@ class TaskContext:
         Dask only: host -> worker threads on that host, to size numba threads per task.
     limit_blas : bool
         Limit BLAS to one thread around the task (process executors).
-    crash : frozenset of str
-        TEST-ONLY crash hook (``CLISONIX_TEST_CRASH_SERIES``): a task whose series UID or
-        task id is listed kills its own process with SIGKILL, to test worker-death
-        handling. Never set it outside tests.
     """
 
     in_dir: str
@@ -92,7 +88,6 @@ class TaskContext:
     numba_threads: int | None = None
     host_threads: Mapping[str, int] = field(default_factory=dict)
     limit_blas: bool = True
-    crash: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -289,12 +284,6 @@ def _thread_limits(ctx: TaskContext) -> Iterator[None]:
         yield
 
 
-def _crash_hook(task: Task, ctx: TaskContext) -> None:
-    """TEST-ONLY: die like an out-of-memory kill when the task is listed in ``ctx.crash``."""
-    if ctx.crash and (task.series_uid in ctx.crash or task.task_id in ctx.crash):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
     """Convert one stack: load, run the pipeline per 3-D volume, write, hash, record.
 
@@ -307,10 +296,9 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
     -------
     TaskOutcome
         Its record has status ``ok`` (with outputs) or ``failed`` (with an error code).
-        Only a worker death (or the test crash hook) keeps it from returning.
+        Only a worker death keeps it from returning.
     """
     start = time.monotonic()
-    _crash_hook(task, ctx)
     digest: str | None = None
     try:
         if ctx.version != __version__:
@@ -426,7 +414,7 @@ def _transform(
         )
         try:
             results.append(ctx.pipeline.run(img))
-        except InputError as exc:  # name the series the op failed on
+        except TaskError as exc:  # name the series the op failed on
             raise type(exc)(f"{task.describe()}: {exc.message}") from None
         except ClisonixError as exc:
             raise TransformFailedError(f"{task.describe()}: {exc.message}") from None

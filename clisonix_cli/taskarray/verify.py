@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from clisonix_cli.errors import UsageError, VerifyMismatchError
-from clisonix_cli.fsio import sha256_file
 from clisonix_cli.taskarray.manifest import manifest_parts, merge_records
-from clisonix_cli.taskarray.resume import owned_name
+from clisonix_cli.taskarray.resume import output_state, owned_name
 
 
 @dataclass
@@ -113,14 +112,11 @@ def verify(out_dir: Path) -> VerifyReport:
             if isinstance(out, dict) and isinstance(out.get("path"), str):
                 expected[out["path"]] = out
     for rel in sorted(expected):
-        out = expected[rel]
-        path = out_dir / rel
         report.checked += 1
-        if not path.is_file():
+        state = output_state(out_dir, expected[rel])
+        if state == "missing":
             report.missing.append(rel)
-        elif path.stat().st_size != out.get("bytes") or sha256_file(path) != out.get(
-            "sha256"
-        ):
+        elif state == "changed":
             report.changed.append(rel)
     report.extra = [rel for rel in _all_files(out_dir) if rel not in expected]
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_unexpected_exception_is_one_line_without_traceback(
     monkeypatch.setattr(verify, "verify", boom)
     monkeypatch.delenv("CLISONIX_DEBUG", raising=False)
     result = CliRunner().invoke(app, ["verify", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # a bug: not "some tasks failed" (1)
     line = _one_line(result.stderr, "CLX-E000")
     assert "RuntimeError: disk exploded" in line and "CLISONIX_DEBUG=1" in line
     assert "Traceback" not in result.output
@@ -92,3 +93,44 @@ def test_unexpected_exception_is_one_line_without_traceback(
         app, ["verify", str(tmp_path)], env={"CLISONIX_DEBUG": "1"}
     )
     assert isinstance(debug.exception, RuntimeError)  # the traceback, for a bug report
+
+
+def test_internal_error_exit_code_in_a_real_process(tmp_path: Path) -> None:
+    """A forced internal error in ``python -m clisonix_cli`` exits 4 with one CLX-E000 line."""
+    code = (
+        "import sys\n"
+        "from clisonix_cli.taskarray import verify\n"
+        "def boom(out_dir):\n"
+        "    raise ZeroDivisionError('forced')\n"
+        "verify.verify = boom\n"
+        "from clisonix_cli.cli.app import main\n"
+        "sys.argv = ['clisonix', 'verify', sys.argv[1]]\n"
+        "main()\n"
+    )
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "CLISONIX_DEBUG"},
+        check=False,
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.startswith(
+        "CLX-E000: unexpected internal error (ZeroDivisionError"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_abort_is_not_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clisonix_cli.taskarray import verify
+
+    def input_ended(out_dir: Path) -> None:
+        raise EOFError
+
+    monkeypatch.setattr(verify, "verify", input_ended)
+    result = CliRunner().invoke(app, ["verify", str(tmp_path)])
+    assert result.exit_code == 1
+    line = _one_line(result.stderr, "CLX-E002")
+    assert "aborted" in line and "CLX-E000" not in result.stderr

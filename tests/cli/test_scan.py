@@ -121,6 +121,26 @@ def test_files_from_file_and_stdin(study: Path, tmp_path: Path) -> None:
         assert doc["studies"][0]["series"][0]["stacks"][0]["n_slices"] == 5
 
 
+@pytest.mark.parametrize("command", ["scan", "transform"])
+def test_files_from_outside_in_dir_exits_2_for_scan_and_transform(
+    study: Path, tmp_path: Path, command: str
+) -> None:
+    """One policy for both commands: a listed file must lie under IN_DIR."""
+    inside = sorted(study.rglob("*.dcm"))[0]
+    outside = tmp_path / "elsewhere.dcm"
+    shutil.copy(inside, outside)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{inside.relative_to(study)}\n../elsewhere.dcm\n")
+    args = [str(study), "--files-from", str(listing)]
+    if command == "transform":
+        args.insert(1, str(tmp_path / "out"))
+    result = CliRunner().invoke(app, [command, *args])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "CLX-E001" in result.stderr and "outside IN_DIR" in result.stderr
+    assert "../elsewhere.dcm" in result.stderr
+
+
 def test_text_report(study: Path) -> None:
     result = _run(str(study))
     assert result.exit_code == 0

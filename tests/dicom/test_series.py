@@ -12,7 +12,11 @@ import pytest
 from clisonix_cli.dicom.geometry import slice_normal
 from clisonix_cli.dicom.index import scan
 from clisonix_cli.dicom.volume import load_stack
-from clisonix_cli.errors import GeometryError, InconsistentStackError
+from clisonix_cli.errors import (
+    DuplicateInstanceError,
+    GeometryError,
+    InconsistentStackError,
+)
 
 MakeSlice = Callable[..., Path]
 
@@ -122,10 +126,12 @@ def test_duplicate_sop_instance_uid_kept_once(
     st = res.stacks[0]
     assert st.n_slices == 3 and "zz_copy.dcm" not in st.files
     dup = [s for s in res.skipped if s.path == "zz_copy.dcm"]
-    assert len(dup) == 1 and dup[0].code == InconsistentStackError.code
+    assert len(dup) == 1 and dup[0].code == DuplicateInstanceError.code == "CLX-E122"
     assert "f001.dcm" in dup[0].reason
-    warnings = [p.message for p in st.problems if not p.blocking]
-    assert any("1 duplicate instance" in w for w in warnings)
+    warnings = [p for p in st.problems if not p.blocking]
+    assert any("1 duplicate instance" in w.message for w in warnings)
+    assert {w.code for w in warnings} == {DuplicateInstanceError.code}
+    assert not any(p.code == InconsistentStackError.code for p in st.problems)
     assert load_stack(tmp_path, st).data.shape == (3, 4, 6)
 
 

@@ -1,8 +1,10 @@
-"""Task-array test helpers: fake stacks, a fake pipeline and a fake task function.
+"""Task-array test helpers: fake stacks, a fake pipeline, fake and crashing task functions.
 
 The fakes let the executors, the manifest and resume be tested in milliseconds without
 DICOM. They are pickled by value (cloudpickle) so that loky and Dask workers can run them
-although this test folder is not an importable package.
+although this test folder is not an importable package. :class:`CrashingTask` (fixture
+``crash_on``) makes chosen tasks kill their own worker process, to test worker-death
+handling without any hook in the package.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,7 +31,6 @@ from clisonix_cli.taskarray.plan import Task
 from clisonix_cli.taskarray.task import (
     TaskContext,
     TaskOutcome,
-    _crash_hook,
     base_record,
     failed_record,
     run_task,
@@ -98,7 +101,6 @@ def fake_task(task: Task, ctx: TaskContext) -> TaskOutcome:
     failure on the first attempt (a marker file in OUT remembers it).
     """
     start = time.monotonic()
-    _crash_hook(task, ctx)
     desc = task.stack.series_description
     if desc.startswith("sleep:"):
         time.sleep(float(desc.split(":", 1)[1]))
@@ -138,6 +140,42 @@ def slow_task(task: Task, ctx: TaskContext) -> TaskOutcome:
     return run_task(task, ctx)
 
 
+@dataclass(frozen=True)
+class CrashingTask:
+    """A task function whose chosen tasks die like an out-of-memory kill (SIGKILL).
+
+    Parameters
+    ----------
+    crash : frozenset of str
+        Series UIDs or task ids of the tasks that kill their own worker process.
+    inner : callable
+        The task function every other task runs (the real one by default).
+    """
+
+    crash: frozenset[str]
+    inner: Callable[[Task, TaskContext], TaskOutcome] = run_task
+
+    def __call__(self, task: Task, ctx: TaskContext) -> TaskOutcome:
+        if task.series_uid in self.crash or task.task_id in self.crash:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(task, ctx)
+
+
+@pytest.fixture
+def crash_on(fakes: ModuleType) -> Callable[..., CrashingTask]:
+    """``crash_on(uid, ..., inner=run_task)``: a picklable task function for ``run(fn=)``.
+
+    Only for process executors (loky, Dask): on threads the kill would end pytest itself.
+    """
+
+    def make(
+        *crash: str, inner: Callable[[Task, TaskContext], TaskOutcome] = run_task
+    ) -> CrashingTask:
+        return CrashingTask(frozenset(crash), inner)
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def fakes() -> ModuleType:
     """This module, registered for pickling by value (workers cannot import it)."""
@@ -162,7 +200,6 @@ def fake_env(
         execute, "scan_input", lambda cfg: make_scan(state["stacks"], state["skipped"])
     )
     monkeypatch.setattr(execute, "load_pipeline", lambda cfg: state["pipeline"])
-    monkeypatch.delenv("CLISONIX_TEST_CRASH_SERIES", raising=False)
     yield state
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -24,7 +24,7 @@ import pytest
 from clisonix_cli.dicom.synth import synthesize
 from clisonix_cli.errors import SchedulerUnreachableError
 from clisonix_cli.taskarray.config import RunConfig, Shard
-from clisonix_cli.taskarray.execute import RunResult, run
+from clisonix_cli.taskarray.execute import RunResult, TaskFn, run
 from clisonix_cli.taskarray.manifest import read_manifest, read_records
 
 OPS = ("rescale", "window:preset=brain", "flip:axis=row")
@@ -110,10 +110,13 @@ def test_shards_run_separately_then_merged(
     assert _outputs_only(fakes.tree_digest(out)) == _outputs_only(reference.digest)
 
 
-def test_worker_death_loky(synth_in: Path, tmp_path: Path) -> None:
+def test_worker_death_loky(
+    synth_in: Path, crash_on: Callable[..., TaskFn], tmp_path: Path
+) -> None:
     plan_series = sorted({r for r in _series_uids(synth_in)})
     bad = plan_series[1]
-    result = run(_cfg(synth_in, tmp_path / "out", jobs=2, test_crash=(bad,)))
+    cfg = _cfg(synth_in, tmp_path / "out", jobs=2, backend="loky")
+    result = run(cfg, fn=crash_on(bad))
     _assert_only_bad_died(result, bad)
 
 
@@ -149,7 +152,6 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNam
         # workers import the test helpers (tests.taskarray.conftest) by name
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    env.pop("CLISONIX_TEST_CRASH_SERIES", None)
     log = open(base / "dask.log", "wb")  # noqa: SIM115
     common = {"stdout": log, "stderr": log, "env": env, "start_new_session": True}
     procs = [
@@ -235,10 +237,13 @@ def test_dask_gives_identical_bytes(
 
 
 def test_dask_worker_death_is_quarantined(
-    synth_in: Path, dask_cluster: SimpleNamespace, tmp_path: Path
+    synth_in: Path,
+    dask_cluster: SimpleNamespace,
+    crash_on: Callable[..., TaskFn],
+    tmp_path: Path,
 ) -> None:
     bad = sorted(_series_uids(synth_in))[2]
-    result = run(_dask_cfg(synth_in, tmp_path / "out", dask_cluster, test_crash=(bad,)))
+    result = run(_dask_cfg(synth_in, tmp_path / "out", dask_cluster), fn=crash_on(bad))
     _assert_only_bad_died(result, bad)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,7 +14,7 @@ from clisonix_cli.dicom.model import Skipped
 from clisonix_cli.errors import OutputConflictError
 from clisonix_cli.taskarray.collect import Event
 from clisonix_cli.taskarray.config import RunConfig, Shard
-from clisonix_cli.taskarray.execute import RunResult, run
+from clisonix_cli.taskarray.execute import RunResult, TaskFn, run
 from clisonix_cli.taskarray.manifest import read_manifest, read_records
 
 
@@ -28,11 +29,15 @@ def _stacks(
 
 
 def _run(
-    fakes: ModuleType, tmp_path: Path, out: str = "out", **kw: Any
+    fakes: ModuleType,
+    tmp_path: Path,
+    out: str = "out",
+    fn: TaskFn | None = None,
+    **kw: Any,
 ) -> tuple[RunResult, list[Event]]:
     events: list[Event] = []
     cfg = RunConfig(in_dir=tmp_path / "in", out_dir=tmp_path / out, **kw)
-    return run(cfg, on_event=events.append, fn=fakes.fake_task), events
+    return run(cfg, on_event=events.append, fn=fn or fakes.fake_task), events
 
 
 def test_same_bytes_for_any_jobs_and_backend(
@@ -84,7 +89,10 @@ def test_fail_fast_cancels_the_rest(
 
 
 def test_loky_worker_death_quarantine(
-    fakes: ModuleType, fake_env: dict[str, Any], tmp_path: Path
+    fakes: ModuleType,
+    fake_env: dict[str, Any],
+    crash_on: Callable[..., TaskFn],
+    tmp_path: Path,
 ) -> None:
     bad = fakes.make_stack("2.25.0", "2.25.0.0", desc="bad")
     innocent = fakes.make_stack("2.25.0", "2.25.0.1", desc="sleep:1.5")
@@ -92,7 +100,11 @@ def test_loky_worker_death_quarantine(
     fake_env["stacks"] = [bad, innocent, *rest]
     t0 = time.monotonic()
     result, events = _run(
-        fakes, tmp_path, jobs=2, backend="loky", test_crash=("2.25.0.0",)
+        fakes,
+        tmp_path,
+        fn=crash_on("2.25.0.0", inner=fakes.fake_task),
+        jobs=2,
+        backend="loky",
     )
     by_series = {r["series_uid"]: r for r in result.records}
     died = by_series["2.25.0.0"]
@@ -202,7 +214,7 @@ def test_dry_run_writes_nothing(
     ("code", "exit_code", "bad"),
     [
         ("CLX-E102", 0, 0),  # a structured report: not an image by design
-        ("CLX-E121", 0, 0),  # a duplicate instance: its kept copy was converted
+        ("CLX-E122", 0, 0),  # a duplicate instance: its kept copy was converted
         ("CLX-E113", 1, 1),  # a colour image: not converted
         ("CLX-E101", 1, 1),  # a truncated file: data lost
     ],

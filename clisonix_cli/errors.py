@@ -241,7 +241,7 @@ def all_errors() -> list[type[ClisonixError]]:
 
 
 def by_code(code: str) -> type[ClisonixError] | None:
-    """The error class of a ``CLX-E`` code (as stored in a manifest or scan document).
+    """Return the error class of a ``CLX-E`` code (as in a manifest or scan document).
 
     Parameters
     ----------

@@ -3,6 +3,9 @@
 :func:`write_dicom_series` turns an ``(S, R, C)`` volume and its LPS affine into one file
 per slice: ImageType DERIVED\\SECONDARY, geometry from the affine, UIDs derived from the
 series UID (no randomness, no clock), an empty patient module, atomic writes.
+:func:`write_derived` is ``--format dicom``: the series UID from the input series and the
+pipeline (:func:`derived_series_uid`), the pipeline named in DerivationDescription, and a
+4-D volume written as one series per volume.
 
 :class:`SeriesEncoder` encodes the header elements that every file of a series shares once,
 and per file only the few that change (UIDs, position, pixels): the bytes are exactly what
@@ -79,6 +82,41 @@ def derived_uid(*parts: object) -> str:
     """A stable UID ``2.25.<128-bit int of sha256(parts)>`` (PS3.5 B.2; at most 44 chars)."""
     key = "|".join(map(str, parts)).encode()
     return "2.25." + str(int.from_bytes(hashlib.sha256(key).digest()[:16], "big"))
+
+
+def derived_series_uid(
+    series_uid: str, stack_key: str, pipeline_sha256: str, *, volume: int | None = None
+) -> str:
+    """The SeriesInstanceUID of a derived series: stable for inputs + pipeline.
+
+    ``2.25.<128-bit integer>`` from sha256 of the input series UID, the stack key and the
+    pipeline hash (PS3.5 B.2: UUID-derived UIDs under the 2.25 root).
+
+    Parameters
+    ----------
+    series_uid, stack_key : str
+        The input series and its stack.
+    pipeline_sha256 : str
+    volume : int or None
+        Index of the volume when a 4-D stack is written as one series per volume.
+
+    Returns
+    -------
+    str
+    """
+    extra = () if volume is None else (f"volume-{volume}",)
+    return derived_uid(
+        "clisonix-derived", series_uid, stack_key, pipeline_sha256, *extra
+    )
+
+
+def derivation_description(
+    pipeline: Sequence[Mapping[str, Any]], pipeline_sha256: str
+) -> str:
+    """(0008,2111) Derivation Description: the clisonix version, the ops and the pipeline
+    hash (``conversion`` when there are no ops), cut to the 1024 characters of ST."""
+    ops = ", ".join(str(op.get("name")) for op in pipeline) or "conversion"
+    return f"clisonix {__version__}: {ops} (pipeline sha256 {pipeline_sha256})"[:1024]
 
 
 def _encode_elements(ds: Dataset, encoding: str | list[str]) -> bytes:
@@ -347,6 +385,75 @@ def write_dicom_series(
                 "free space and permissions"
             ) from None
         paths.append(path)
+    return paths
+
+
+def write_derived(
+    out_dir: Path,
+    data: np.ndarray,
+    affine_lps: np.ndarray,
+    *,
+    slope: float,
+    intercept: float,
+    meta: Mapping[str, Any],
+    series_uid: str,
+    stack_key: str,
+    pipeline: Sequence[Mapping[str, Any]],
+    pipeline_sha256: str,
+) -> list[Path]:
+    """Write the derived series of a pipeline's output (``--format dicom``).
+
+    Parameters
+    ----------
+    out_dir : Path
+        Folder of the series; a 4-D volume gets one subfolder ``t0000``, ``t0001``, ...
+        per volume.
+    data : (S, R, C) or (T, S, R, C) ndarray
+        Stored values, as :func:`write_dicom_series` takes each volume.
+    affine_lps : (4, 4) ndarray
+        Voxel index ``(s, r, c, 1)`` -> patient LPS mm.
+    slope, intercept : float
+        Real value = ``data * slope + intercept``.
+    meta : mapping
+        The input's acquisition fields (as :func:`write_dicom_series`); its
+        DerivationDescription is replaced by :func:`derivation_description`.
+    series_uid, stack_key : str
+        The input series and stack, from which the new UIDs are derived
+        (:func:`derived_series_uid`).
+    pipeline : sequence of dict
+        The pipeline's canonical form.
+    pipeline_sha256 : str
+
+    Returns
+    -------
+    list of Path
+        The files written, series by series, in slice order.
+    """
+    fields = dict(meta)
+    fields["DerivationDescription"] = derivation_description(pipeline, pipeline_sha256)
+    if data.ndim == 3:
+        return write_dicom_series(
+            out_dir,
+            data,
+            affine_lps,
+            meta=fields,
+            series_uid=derived_series_uid(series_uid, stack_key, pipeline_sha256),
+            slope=slope,
+            intercept=intercept,
+        )
+    paths: list[Path] = []
+    for t in range(data.shape[0]):
+        paths += write_dicom_series(
+            out_dir / f"t{t:04d}",
+            data[t],
+            affine_lps,
+            meta=fields,
+            series_uid=derived_series_uid(
+                series_uid, stack_key, pipeline_sha256, volume=t
+            ),
+            slope=slope,
+            intercept=intercept,
+        )
     return paths
 
 

@@ -15,6 +15,9 @@ The voxels go from the caller's array to the file without an intermediate copy (
 itself when it is C-contiguous little endian, else one converted slab at a time).
 ``.nii.gz`` is streamed through zlib's gzip wrapper (mtime 0, no file name): the same volume
 gives the same bytes on every run, identical to ``gzip.compress(..., mtime=0)``.
+
+Registered as ``--format nifti`` (``.nii``) and ``nifti-gz`` (``.nii.gz``); both stream (a
+:class:`~clisonix_cli.formats._declare.VolumeSource` is written as it is read).
 """
 
 from __future__ import annotations
@@ -22,23 +25,29 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from clisonix_cli.errors import UsageError, WriteFailedError
+from clisonix_cli.formats._declare import (
+    SidecarArg,
+    Source,
+    VolumeSource,
+    Writer,
+    source_of,
+)
 from clisonix_cli.fsio import atomic_write_bytes, atomic_write_chunks
 
 __all__ = [
+    "WRITERS",
     "lps_to_ras",
     "nifti_affine",
     "nifti_bytes",
-    "VolumeSource",
     "c_order_slabs",
     "source_chunks",
-    "SidecarArg",
     "nifti_header",
     "sidecar_path",
     "to_jsonable",
@@ -117,34 +126,6 @@ _DATATYPES: dict[str, tuple[int, int]] = {
 }
 _XYZT_MM_SEC = 2 | 8  # NIFTI_UNITS_MM | NIFTI_UNITS_SEC
 _SCANNER = 1  # NIFTI_XFORM_SCANNER_ANAT
-
-
-#: A sidecar, or a function that returns it, called once the image is written (so that it
-#: can hold facts gathered while the image was streamed, e.g. the digest of the inputs).
-SidecarArg = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
-
-
-@runtime_checkable
-class VolumeSource(Protocol):
-    """A volume delivered in pieces (e.g. :class:`clisonix_cli.dicom.volume.StackStream`).
-
-    ``slabs()`` yields ``(k, R, C)`` arrays of type ``dtype`` whose concatenation along the
-    first axis, reshaped to ``shape``, is the volume in C order.
-    """
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """(S, R, C) or (T, S, R, C)."""
-        ...
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        """Type of every slab."""
-        ...
-
-    def slabs(self) -> Iterator[np.ndarray]:
-        """The ``(k, R, C)`` pieces, in order; each valid until the next is asked for."""
-        ...
 
 
 def source_chunks(
@@ -494,15 +475,38 @@ def write_nifti(
     UsageError
         Wrong suffix, dimensionality or voxel type.
     """
+    src = source_of(data, affine_lps, slope=slope, intercept=intercept, sidecar=sidecar)
+    return _write(path, src, digests, repetition_time_s)
+
+
+def _time_spacing_s(meta: Mapping[str, Any]) -> float | None:
+    """The time spacing (s) of a 4-D image from its ``RepetitionTime`` (ms, DICOM units).
+
+    Returns
+    -------
+    float or None
+        None when the field is missing, not a number or not positive.
+    """
+    tr = meta.get("RepetitionTime")
+    if isinstance(tr, int | float) and tr > 0:
+        return float(tr) / 1000.0
+    return None
+
+
+def _write(
+    path: Path,
+    src: Source,
+    digests: MutableMapping[Path, str] | None,
+    tr_s: float | None = None,
+) -> list[Path]:
+    """:func:`write_nifti` of a :class:`Source`; the time spacing from ``src.meta`` when
+    ``tr_s`` is not given. The registry's write function."""
     name = path.name
     if not (name.endswith(".nii") or name.endswith(".nii.gz")):
         raise UsageError(f"{path}: a NIfTI path ends in .nii or .nii.gz")
-    tr_s = repetition_time_s
-    if tr_s is None and isinstance(sidecar, Mapping) and len(data.shape) == 4:
-        tr = sidecar.get("RepetitionTime")
-        if isinstance(tr, int | float) and tr > 0:
-            tr_s = float(tr) / 1000.0
-    chunks = _image_chunks(data, affine_lps, slope, intercept, tr_s)
+    if tr_s is None:
+        tr_s = _time_spacing_s(src.meta)
+    chunks = _image_chunks(src.data, src.affine_lps, src.slope, src.intercept, tr_s)
     header = next(chunks)  # validates before anything is created on disk
     parts: Iterator[Any] = _prepend(header, chunks)
     if name.endswith(".gz"):
@@ -513,10 +517,9 @@ def write_nifti(
         sha = atomic_write_chunks(path, parts, digest=want)
         if digests is not None and sha is not None:
             digests[path] = sha
-        if sidecar is not None:
+        if src.sidecar is not None:
             side = sidecar_path(path)
-            doc = sidecar() if callable(sidecar) else sidecar
-            sha = atomic_write_bytes(side, sidecar_bytes(doc), digest=want)
+            sha = atomic_write_bytes(side, sidecar_bytes(src.sidecar()), digest=want)
             if digests is not None and sha is not None:
                 digests[side] = sha
             written.append(side)
@@ -530,3 +533,9 @@ def write_nifti(
 def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
+
+
+WRITERS = (
+    Writer(name="nifti", suffix=".nii", streams=True, write=_write),
+    Writer(name="nifti-gz", suffix=".nii.gz", streams=True, write=_write),
+)

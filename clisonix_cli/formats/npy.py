@@ -4,6 +4,7 @@ The array keeps DICOM index order and LPS geometry (no flip here): the sidecar h
 ``affine_lps`` (index ``(s, r, c, 1)`` -> LPS mm), ``slope`` and ``intercept`` next to the
 acquisition fields. Both files are written atomically; the array goes to the file as it is
 (C-contiguous) or one slab at a time, never through a second full-size buffer.
+``--format npy`` streams: a slice source is written as it is read.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from typing import Any
 import numpy as np
 
 from clisonix_cli.errors import UsageError, WriteFailedError
-from clisonix_cli.formats.nifti import (
+from clisonix_cli.formats._declare import (
     SidecarArg,
+    Source,
     VolumeSource,
-    sidecar_bytes,
-    sidecar_path,
-    source_chunks,
+    Writer,
+    source_of,
 )
+from clisonix_cli.formats.nifti import sidecar_bytes, sidecar_path, source_chunks
 from clisonix_cli.fsio import atomic_write_bytes, atomic_write_chunks
 
-__all__ = ["npy_bytes", "npy_chunks", "write_npy"]
+__all__ = ["WRITERS", "npy_bytes", "npy_chunks", "write_npy"]
 
 
 def npy_chunks(data: np.ndarray | VolumeSource) -> Iterator[bytes | np.ndarray]:
@@ -77,7 +79,7 @@ def write_npy(
         Destination ending in ``.npy``.
     data : (S, R, C) or (T, S, R, C) ndarray, or VolumeSource
         Stored values, written as they are; a
-        :class:`~clisonix_cli.formats.nifti.VolumeSource` slab by slab.
+        :class:`~clisonix_cli.formats._declare.VolumeSource` slab by slab.
     affine_lps : (4, 4) ndarray
         Maps ``(s, r, c, 1)`` to LPS mm.
     slope, intercept : float, optional
@@ -102,19 +104,28 @@ def write_npy(
     UsageError
         Wrong suffix or shape.
     """
+    src = source_of(data, affine_lps, slope=slope, intercept=intercept, sidecar=sidecar)
+    return _write(path, src, digests)
+
+
+def _write(
+    path: Path, src: Source, digests: MutableMapping[Path, str] | None
+) -> list[Path]:
+    """:func:`write_npy` of a :class:`Source`: the registry's write function."""
+    data = src.data
     if not path.name.endswith(".npy"):
         raise UsageError(f"{path}: a NumPy output path ends in .npy")
     if len(data.shape) not in (3, 4):
         raise UsageError(
             f"write_npy takes (S, R, C) or (T, S, R, C) data, got {data.shape}"
         )
-    aff = np.asarray(affine_lps, dtype=np.float64)
+    aff = np.asarray(src.affine_lps, dtype=np.float64)
     if aff.shape != (4, 4):
         raise UsageError(f"affine_lps must be 4x4, got {aff.shape}")
     geometry = {
         "affine_lps": aff.tolist(),
-        "slope": float(slope),
-        "intercept": float(intercept),
+        "slope": float(src.slope),
+        "intercept": float(src.intercept),
         "shape": [int(n) for n in data.shape],
         "dtype": np.dtype(data.dtype).str,
         "axes": "TSRC" if len(data.shape) == 4 else "SRC",
@@ -123,8 +134,8 @@ def write_npy(
     want = digests is not None
     try:
         sha_npy = atomic_write_chunks(path, npy_chunks(data), digest=want)
-        extra = sidecar() if callable(sidecar) else sidecar
-        doc: dict[str, Any] = {**(extra or {}), **geometry}
+        extra = src.sidecar() if src.sidecar is not None else {}
+        doc: dict[str, Any] = {**extra, **geometry}
         sha_side = atomic_write_bytes(side, sidecar_bytes(doc), digest=want)
     except OSError as exc:
         raise WriteFailedError(
@@ -134,3 +145,8 @@ def write_npy(
         digests[path] = sha_npy
         digests[side] = sha_side
     return [path, side]
+
+
+WRITERS = (
+    Writer(name="npy", suffix=".npy", streams=True, write=_write, kinds="biufc"),
+)

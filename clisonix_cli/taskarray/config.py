@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clisonix_cli.errors import ShardSpecError, UsageError
+from clisonix_cli.taskarray.writers import get_writer
 
-#: Output formats, as given to ``--format``.
-FORMATS: tuple[str, ...] = ("nifti", "nifti-gz", "npy", "dicom")
 #: Executors, as given to ``--backend``.
 BACKENDS: tuple[str, ...] = ("auto", "loky", "threads", "dask")
 
@@ -94,7 +93,7 @@ class RunConfig:
     pipeline_file : Path or None
         ``--pipeline FILE.toml``.
     format : str
-        One of :data:`FORMATS`.
+        One of :func:`~clisonix_cli.taskarray.writers.format_names`.
     jobs : int
         Parallel tasks; 0 means every core (:func:`cpu_cores`).
     backend : str
@@ -138,11 +137,7 @@ class RunConfig:
     connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise UsageError(
-                f"--format {self.format!r}: unknown output format; "
-                f"choose one of {', '.join(FORMATS)}"
-            )
+        get_writer(self.format)  # an unknown format raises, listing the valid ones
         if self.backend not in BACKENDS:
             raise UsageError(
                 f"--backend {self.backend!r}: unknown backend; "

@@ -339,9 +339,10 @@ def local_backend(config: RunConfig, tasks: list[Task], pipeline_steps: int) -> 
     if config.backend != "auto":
         return config.backend
     from clisonix_cli.dicom.syntax import NATIVE_SYNTAXES  # read with numpy, no decoder
+    from clisonix_cli.taskarray.writers import get_writer
 
     native = all(t.stack.transfer_syntax in NATIVE_SYNTAXES for t in tasks)
-    if pipeline_steps == 0 and native and config.format != "dicom":
+    if pipeline_steps == 0 and native and get_writer(config.format).streams:
         return "threads"
     return "loky"
 

@@ -31,23 +31,17 @@ from clisonix_cli.errors import (
     WorkerVersionError,
     WriteFailedError,
 )
+from clisonix_cli.formats.registry import Provenance, Source, VolumeSource
 from clisonix_cli.fsio import is_within, sha256_file
 from clisonix_cli.taskarray.config import cpu_cores
 from clisonix_cli.taskarray.plan import Task
+from clisonix_cli.taskarray.writers import get_writer
 
 if TYPE_CHECKING:
     from clisonix_cli.dicom.model import Volume
     from clisonix_cli.transforms.pipeline import Pipeline
 
 Record = dict[str, Any]
-
-#: Output suffix per format (``dicom`` writes a folder of files).
-SUFFIXES: Mapping[str, str] = {
-    "nifti": ".nii",
-    "nifti-gz": ".nii.gz",
-    "npy": ".npy",
-    "dicom": "",
-}
 
 
 @dataclass(frozen=True)
@@ -187,37 +181,6 @@ def combined_digest(files: Sequence[str], digest_of: Callable[[str], str]) -> st
     return h.hexdigest()
 
 
-def derived_series_uid(
-    task: Task, pipeline_sha256: str, *, volume: int | None = None
-) -> str:
-    """The SeriesInstanceUID of a derived DICOM series: stable for inputs + pipeline.
-
-    ``2.25.<128-bit integer>`` from sha256 of the input series UID, the stack key and the
-    pipeline hash (PS3.5 B.2: UUID-derived UIDs under the 2.25 root).
-
-    Parameters
-    ----------
-    task : Task
-    pipeline_sha256 : str
-    volume : int or None
-        Index of the volume when a 4-D stack is written as one series per volume.
-
-    Returns
-    -------
-    str
-    """
-    from clisonix_cli.dicom.write import derived_uid
-
-    extra = () if volume is None else (f"volume-{volume}",)
-    return derived_uid(
-        "clisonix-derived",
-        task.series_uid,
-        task.stack.stack_key,
-        pipeline_sha256,
-        *extra,
-    )
-
-
 def worker_name() -> str:
     """``host:pid`` of the running process (run log only)."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -308,16 +271,17 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
             )
         deadline = _Deadline(task, ctx.task_timeout)
         with _thread_limits(ctx):
-            if not ctx.pipeline_canonical and ctx.fmt != "dicom":
+            if not ctx.pipeline_canonical and get_writer(ctx.fmt).streams:
                 # Pure conversion: slices stream from the inputs to the output file; the
                 # volume is never whole in memory.
                 read: dict[str, str] = {}
                 stream = _open(task, ctx, read)  # inputs hashed as slices are read
                 try:
-                    outputs = _write(
-                        task, ctx, stream, stream, stream.affine_lps, stream.slope,
-                        stream.intercept, None, read,
+                    source = _source(
+                        task, ctx, stream, stream.meta, stream.affine_lps,
+                        stream.slope, stream.intercept, read,
                     )  # fmt: skip
+                    outputs = _write(task, ctx, source)
                 except ClisonixError:
                     digest = _hash_inputs_or_none(task, ctx)
                     raise
@@ -333,7 +297,10 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 deadline.check("after reading")
                 data, affine, slope, intercept = _transform(task, ctx, vol, deadline)
                 deadline.check("before writing")
-                outputs = _write(task, ctx, vol, data, affine, slope, intercept, digest)
+                source = _source(
+                    task, ctx, data, vol.meta, affine, slope, intercept, digests
+                )
+                outputs = _write(task, ctx, source)
         rec = base_record(task, ctx)
         rec.update(status="ok", error=None, inputs_sha256=digest, outputs=outputs)
     except ClisonixError as exc:
@@ -447,18 +414,44 @@ def _transform(
     return out, first.affine_lps, float(first.slope), float(first.intercept)
 
 
+def _source(
+    task: Task,
+    ctx: TaskContext,
+    data: np.ndarray | VolumeSource,
+    meta: Mapping[str, Any],
+    affine: np.ndarray,
+    slope: float,
+    intercept: float,
+    input_digests: Mapping[str, str],
+) -> Source:
+    """What the writer writes. Its sidecar is built once the data are written: a streamed
+    source fills ``input_digests`` as the writer reads it."""
+
+    def sidecar() -> dict[str, Any]:
+        digest = _digest_of(task, input_digests)
+        return _sidecar(task, ctx, meta, data.shape, affine, digest)
+
+    provenance = Provenance(
+        series_uid=task.series_uid,
+        stack_key=task.stack.stack_key,
+        pipeline=ctx.pipeline_canonical,
+        pipeline_sha256=ctx.pipeline_sha256,
+    )
+    return Source(data, affine, slope, intercept, meta, sidecar, provenance)
+
+
 def _sidecar(
     task: Task,
     ctx: TaskContext,
-    vol: Volume,
-    data: np.ndarray,
+    meta: Mapping[str, Any],
+    shape: tuple[int, ...],
     affine: np.ndarray,
     digest: str,
 ) -> dict[str, Any]:
     """The reader's sidecar fields, updated to the output grid, plus provenance."""
-    side = dict(vol.meta)
+    side = dict(meta)
     if "Shape" in side:
-        side["Shape"] = [int(n) for n in data.shape]
+        side["Shape"] = [int(n) for n in shape]
     if "VoxelSpacing" in side:
         spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
         side["VoxelSpacing"] = [round(float(v), 6) for v in spacing]
@@ -472,40 +465,18 @@ def _sidecar(
     return side
 
 
-def _write(
-    task: Task,
-    ctx: TaskContext,
-    vol: Volume,
-    data: np.ndarray,
-    affine: np.ndarray,
-    slope: float,
-    intercept: float,
-    digest: str | None,
-    input_digests: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
+def _write(task: Task, ctx: TaskContext, source: Source) -> list[dict[str, Any]]:
+    writer = get_writer(ctx.fmt)
     out_dir = Path(ctx.out_dir)
-    target = out_dir / (task.out_stem + SUFFIXES[ctx.fmt])
+    target = out_dir / (task.out_stem + writer.suffix)
     if not is_within(target, out_dir):
         raise WriteFailedError(
             f"{task.describe()}: output name {task.out_stem!r} resolves outside OUT_DIR; "
             "refusing to write (a symbolic link in OUT_DIR may point elsewhere)"
         )
-    sidecar: Any
-    if input_digests is not None:  # streamed: the inputs' digest is known after writing
-        done = input_digests
-
-        def late_sidecar() -> dict[str, Any]:
-            return _sidecar(task, ctx, vol, data, affine, _digest_of(task, done))
-
-        sidecar = late_sidecar
-    else:
-        assert digest is not None
-        sidecar = _sidecar(task, ctx, vol, data, affine, digest)
     digests: dict[Path, str] = {}
     try:
-        paths = _dispatch_writer(
-            task, ctx, target, data, affine, slope, intercept, sidecar, digests
-        )
+        paths = writer.write(target, source, digests)
     except ClisonixError:
         raise
     except OSError as exc:
@@ -531,65 +502,3 @@ def _write(
             }
         )
     return outputs
-
-
-def _dispatch_writer(
-    task: Task,
-    ctx: TaskContext,
-    target: Path,
-    data: np.ndarray,
-    affine: np.ndarray,
-    slope: float,
-    intercept: float,
-    sidecar: Any,
-    digests: dict[Path, str] | None = None,
-) -> list[Path]:
-    if ctx.fmt in ("nifti", "nifti-gz"):
-        from clisonix_cli.formats.nifti import write_nifti
-
-        tr = None
-        if callable(sidecar) and len(data.shape) == 4:
-            ms = (getattr(data, "meta", None) or {}).get("RepetitionTime")
-            tr = float(ms) / 1000.0 if isinstance(ms, int | float) and ms > 0 else None
-        return write_nifti(
-            target, data, affine, slope=slope, intercept=intercept, sidecar=sidecar,
-            digests=digests, repetition_time_s=tr,
-        )  # fmt: skip
-    if ctx.fmt == "npy":
-        from clisonix_cli.formats.npy import write_npy
-
-        return write_npy(
-            target, data, affine, slope=slope, intercept=intercept, sidecar=sidecar,
-            digests=digests,
-        )  # fmt: skip
-    from clisonix_cli.dicom.write import write_dicom_series
-
-    ops = (
-        ", ".join(str(op.get("name")) for op in ctx.pipeline_canonical) or "conversion"
-    )
-    meta = dict(sidecar)
-    meta["DerivationDescription"] = (
-        f"clisonix {__version__}: {ops} (pipeline sha256 {ctx.pipeline_sha256})"
-    )[:1024]
-    if data.ndim == 3:
-        return write_dicom_series(
-            target,
-            data,
-            affine,
-            meta=meta,
-            series_uid=derived_series_uid(task, ctx.pipeline_sha256),
-            slope=slope,
-            intercept=intercept,
-        )
-    paths: list[Path] = []  # 4-D: one derived series per volume
-    for t in range(data.shape[0]):
-        paths += write_dicom_series(
-            target / f"t{t:04d}",
-            data[t],
-            affine,
-            meta=meta,
-            series_uid=derived_series_uid(task, ctx.pipeline_sha256, volume=t),
-            slope=slope,
-            intercept=intercept,
-        )
-    return paths

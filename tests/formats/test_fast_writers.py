@@ -18,13 +18,13 @@ import pytest
 from clisonix_cli.errors import UsageError
 from clisonix_cli.formats import nifti
 from clisonix_cli.formats.nifti import (
-    VolumeSource,
     nifti_affine,
     nifti_bytes,
     nifti_header,
     write_nifti,
 )
 from clisonix_cli.formats.npy import npy_bytes, write_npy
+from clisonix_cli.formats.registry import VolumeSource
 
 
 def _nibabel() -> Any:

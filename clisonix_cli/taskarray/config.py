@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clisonix_cli.errors import ShardSpecError, UsageError
+from clisonix_cli.runtime import cpu_cores
 
 #: Output formats, as given to ``--format``.
 FORMATS: tuple[str, ...] = ("nifti", "nifti-gz", "npy", "dicom")
@@ -21,19 +22,6 @@ BACKENDS: tuple[str, ...] = ("auto", "loky", "threads", "dask")
 #: Test-only: comma-separated series UIDs or task ids whose task kills its own worker
 #: process with SIGKILL. Read by the driver, carried to workers in the task context.
 TEST_CRASH_ENV = "CLISONIX_TEST_CRASH_SERIES"
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may use (affinity and cgroup quotas included).
-
-    Returns
-    -------
-    int
-        At least 1.
-    """
-    from joblib import cpu_count
-
-    return max(1, int(cpu_count()))
 
 
 @dataclass(frozen=True)

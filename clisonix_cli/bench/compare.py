@@ -203,3 +203,33 @@ def load_document(path: Path) -> dict[str, Any]:
             "written by `clisonix bench` of this major version"
         )
     return doc
+
+
+def comparison_section(
+    old: Mapping[str, Any], new: Mapping[str, Any], *, threshold: float
+) -> dict[str, Any]:
+    """The ``comparison`` section of ``new`` against ``old`` (``--compare``).
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``regressions`` (how many figures got worse beyond it),
+        ``config_differences`` and ``changes`` (every figure, see :func:`compare`).
+    """
+    changes = compare(old, new, threshold=threshold)
+    return {
+        "threshold": threshold,
+        "regressions": sum(c.status == "regressed" for c in changes),
+        "config_differences": config_differences(old, new),
+        "changes": [
+            {
+                "figure": c.path,
+                "old": c.old,
+                "new": c.new,
+                "relative": c.relative,
+                "better": c.direction,
+                "status": c.status,
+            }
+            for c in changes
+        ],
+    }

@@ -19,6 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+#: Receives one line per step of a suite (the CLI prints them to stderr).
+Progress = Callable[[str], None]
+
 
 class ChildProcessFailed(RuntimeError):
     """A measuring subprocess failed; the message carries the tail of its stderr.
@@ -97,6 +100,8 @@ class Timing:
 
 #: Timed calls after a warm-up slower than ``slow_s`` (see :func:`time_call`).
 SLOW_REPEATS = 3
+#: A reference or peer call slower than this (seconds) is timed 3 times, not --repeats.
+SLOW_S = 2.0
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -192,6 +197,18 @@ def rate(amount: float, seconds: float) -> float:
     if not seconds > 0:
         raise ValueError(f"duration must be > 0 s to form a rate, got {seconds}")
     return amount / seconds
+
+
+def timing_figures(
+    t: Timing, *, voxels: int | None = None, nbytes: int | None = None
+) -> dict[str, Any]:
+    """A timing in ms plus ``voxels_per_s`` and ``gbps`` (bytes read + written) when given."""
+    out: dict[str, Any] = dict(t.as_ms())
+    if voxels is not None:
+        out["voxels_per_s"] = rate(voxels, t.median)
+    if nbytes is not None:
+        out["gbps"] = rate(nbytes, t.median) / 1e9
+    return out
 
 
 def run_child(

@@ -26,9 +26,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from clisonix_cli.bench.harness import time_call
-
-Progress = Callable[[str], None]
+from clisonix_cli.bench.harness import SLOW_S, Progress, time_call, timing_figures
+from clisonix_cli.runtime import numba_threads
 
 
 def find_dcm2niix() -> Path | None:
@@ -78,8 +77,6 @@ def dcm2niix_comparison(
 
     ``convert(out_dir, jobs)`` runs clisonix's conversion into an empty ``out_dir``.
     """
-    from clisonix_cli.bench.suites import timing_figures
-
     out = tmp / "peer_dcm2niix"
     t_peer = time_call(
         partial(_run_dcm2niix, exe, root, out),
@@ -210,8 +207,6 @@ def _sitk_runs(
     results: dict[str, Any],
     progress: Progress | None,
 ) -> None:
-    from clisonix_cli.bench.suites import SLOW_S, numba_threads, timing_figures
-
     for name, (call, filter_name) in SITK_FILTERS.items():
         op = ops.get(name)
         if op is None:

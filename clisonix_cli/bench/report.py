@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from clisonix_cli.taskarray.config import cpu_cores
+from clisonix_cli.runtime import cpu_cores
 
 SCHEMA = "clisonix-bench/1"
 

@@ -1,5 +1,8 @@
 """Hardware sizing from measured throughput: images per hour and cores for a target rate.
 
+:func:`sizing_section` builds the ``sizing`` section of the benchmark document from the
+end-to-end suite's figures.
+
 An "image" is one DICOM image (one slice of a series): the unit a PACS export counts. The
 number of cores needed for a target rate is an **extrapolation**: it assumes the per-core
 rate measured with ``--jobs 1`` and the parallel efficiency measured on this machine's cores
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,3 +148,23 @@ def cores_for_target(
         machines_needed=math.ceil(cores / cores_per_machine),
         cores_per_machine=cores_per_machine,
     )
+
+
+def sizing_section(
+    e2e: Mapping[str, Any], *, target: str | None, cores: int
+) -> dict[str, Any]:
+    """Images per hour at the measured rates, and cores for ``--target`` (extrapolated)."""
+    jobs = e2e["jobs"]
+    one = float(jobs["1"]["slices_per_s"])
+    top_jobs = max(int(j) for j in jobs)
+    top = float(jobs[str(top_jobs)]["slices_per_s"])
+    eff = float(e2e.get("parallel_efficiency", 1.0))
+    out: dict[str, Any] = {
+        "images_per_hour_1": images_per_hour(one),
+        "images_per_hour_all": images_per_hour(top),
+        "jobs_all": top_jobs,
+    }
+    if target is not None:
+        sized = cores_for_target(parse_rate(target), one, eff, cores_per_machine=cores)
+        out["target"] = {"text": target, **sized.as_dict()}
+    return out

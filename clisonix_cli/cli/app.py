@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from clisonix_cli import __version__
+from clisonix_cli import __version__, runtime
 from clisonix_cli.errors import AbortedError, ClisonixError, UsageError
 
 #: Set to 1 to let an unexpected exception end with its Python traceback (for bug reports).
@@ -129,4 +129,5 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
+    runtime.apply_process_policy()  # inherited by every process the command starts
     app()

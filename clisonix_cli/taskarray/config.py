@@ -11,23 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clisonix_cli.errors import ShardSpecError, UsageError
+from clisonix_cli.runtime import cpu_cores
 from clisonix_cli.taskarray.writers import get_writer
 
 #: Executors, as given to ``--backend``.
 BACKENDS: tuple[str, ...] = ("auto", "loky", "threads", "dask")
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may use (affinity and cgroup quotas included).
-
-    Returns
-    -------
-    int
-        At least 1.
-    """
-    from joblib import cpu_count
-
-    return max(1, int(cpu_count()))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clisonix_cli import __version__
+from clisonix_cli import __version__, runtime
 from clisonix_cli.errors import (
     ClisonixError,
     DuplicateInstanceError,
@@ -27,7 +27,7 @@ from clisonix_cli.errors import (
 )
 from clisonix_cli.fsio import prepare_out_dir
 from clisonix_cli.taskarray.collect import Collector, Event, EventHandler, RunLog
-from clisonix_cli.taskarray.config import RunConfig, cpu_cores
+from clisonix_cli.taskarray.config import RunConfig
 from clisonix_cli.taskarray.manifest import (
     STATE_DIR,
     ManifestWriter,
@@ -369,12 +369,10 @@ def _execute(
 
     jobs = max(1, min(jobs, len(todo)))
     if config.backend == "threads":
-        from threadpoolctl import threadpool_limits
-
         # numba's thread count is per calling thread: each task thread gets its share.
-        ctx = replace(ctx, numba_threads=max(1, cpu_cores() // jobs))
+        ctx = replace(ctx, numba_threads=runtime.threads_per_worker(jobs))
         collector.ctx = ctx
-        with threadpool_limits(limits=1, user_api="blas"):
+        with runtime.one_blas_thread():
             run_local(
                 todo, ctx, collector, backend="threads", jobs=jobs,
                 retries=config.retries, task_timeout=config.task_timeout, fn=fn,

@@ -15,7 +15,6 @@ left to stop at its next check, before it writes anything.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -24,43 +23,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from clisonix_cli.errors import TaskError, TaskTimeoutError
+from clisonix_cli.runtime import worker_env
 from clisonix_cli.taskarray.collect import TRANSIENT_CODES, Collector, worker_died
-from clisonix_cli.taskarray.config import cpu_cores
 from clisonix_cli.taskarray.plan import Task
 from clisonix_cli.taskarray.task import TaskContext, TaskOutcome, run_task
-
-#: Thread-pool variables loky sets in its workers (joblib's list), so that
-#: workers x threads <= cores. A value set by the user in the environment is kept.
-THREAD_VARS: tuple[str, ...] = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMBA_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
 
 #: Seconds a task may overrun ``--task-timeout`` before the driver kills its worker, so
 #: that the task's own check (which does not disturb other tasks) normally fires first.
 KILL_GRACE_S = 1.0
 
 TaskFn = Callable[[Task, TaskContext], TaskOutcome]
-
-
-def worker_env(jobs: int) -> dict[str, str]:
-    """Environment for loky workers: every thread pool sized ``cores // jobs``.
-
-    Parameters
-    ----------
-    jobs : int
-
-    Returns
-    -------
-    dict
-    """
-    per = str(max(1, cpu_cores() // max(1, jobs)))
-    return {var: os.environ.get(var, per) for var in THREAD_VARS}
 
 
 class _LokyPool:

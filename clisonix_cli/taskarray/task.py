@@ -12,16 +12,15 @@ import contextlib
 import hashlib
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clisonix_cli import __version__
+from clisonix_cli import __version__, runtime
 from clisonix_cli.errors import (
     ClisonixError,
     InputError,
@@ -33,7 +32,6 @@ from clisonix_cli.errors import (
 )
 from clisonix_cli.formats.registry import Provenance, Source, VolumeSource
 from clisonix_cli.fsio import is_within, sha256_file
-from clisonix_cli.taskarray.config import cpu_cores
 from clisonix_cli.taskarray.plan import Task
 from clisonix_cli.taskarray.writers import get_writer
 
@@ -205,45 +203,15 @@ class _Deadline:
             )
 
 
-def _dask_host_threads(host_threads: Mapping[str, int]) -> int | None:
-    """Worker threads on this Dask worker's host, or None outside Dask."""
-    mod = sys.modules.get("distributed")
-    if mod is None:
-        return None
-    try:
-        worker = mod.get_worker()
-    except ValueError:
-        return None
-    host = str(worker.address).rsplit(":", 1)[0].split("://")[-1]
-    return int(host_threads.get(host, worker.state.nthreads))
-
-
-def _numba_threads(ctx: TaskContext) -> int | None:
-    """Numba threads for this task so that tasks x threads <= cores on this machine."""
-    if ctx.numba_threads is not None:
-        return ctx.numba_threads
-    if ctx.host_threads:
-        on_host = _dask_host_threads(ctx.host_threads)
-        if on_host:
-            return max(1, cpu_cores() // on_host)
-    return None
-
-
 @contextlib.contextmanager
 def _thread_limits(ctx: TaskContext) -> Iterator[None]:
     """Size numba threads for this task and hold BLAS to one thread around it."""
-    n = _numba_threads(ctx) if ctx.pipeline_canonical else None
-    if n is not None:
-        import numba
-
-        limit = int(cast(Any, numba.config).NUMBA_NUM_THREADS)
-        numba.set_num_threads(max(1, min(n, limit)))
-    if ctx.limit_blas:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    else:
+    n = (
+        runtime.task_numba_threads(ctx.numba_threads, ctx.host_threads)
+        if ctx.pipeline_canonical
+        else None
+    )
+    with runtime.task_threads(n, limit_blas=ctx.limit_blas):
         yield
 
 

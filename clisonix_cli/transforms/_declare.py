@@ -77,18 +77,13 @@ from clisonix_cli.errors import (
     ParameterTypeError,
     UnknownParameterError,
 )
+from clisonix_cli.runtime import apply_process_policy
 from clisonix_cli.transforms.image import Image
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: One switch for fastmath, off by default (results must not depend on it silently).
 FASTMATH = os.environ.get("CLISONIX_FASTMATH", "0") == "1"
-
-# numba's OpenMP layer reads this when its thread pool starts (first parallel call), and
-# loky workers inherit it. With OpenMP's default spin-waiting, a 2-thread kernel call cost a
-# flat 8 ms on a busy 2-core machine (0.2 ms at 1 thread; 0.2 ms at 2 threads when passive,
-# measured): idle threads that spin steal the time slice of the thread doing the work.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def prange(*args: int) -> range:
@@ -121,6 +116,7 @@ class Kernel:
         return self._dispatcher
 
     def _compile(self) -> Any:
+        apply_process_policy()  # before numba's threading layer can start
         import numba
 
         func = self.py_func

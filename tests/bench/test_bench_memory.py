@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clisonix_cli.bench.memory import copy_bandwidth
-from clisonix_cli.bench.suites import memory_suite
+from clisonix_cli.bench.suite_memory import memory_suite
 
 
 @pytest.mark.parametrize("threads", [1, 2])

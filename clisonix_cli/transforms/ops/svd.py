@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from clisonix_cli.runtime import one_blas_thread
 from clisonix_cli.transforms._declare import (
     Op,
     Param,
@@ -161,8 +162,6 @@ def svd_factors(
     -------
     SvdResult
     """
-    from threadpoolctl import threadpool_limits
-
     x = np.ascontiguousarray(vol, dtype=np.float32)
     n_s, n_r, n_c = x.shape
     kk = max(0, min(int(k), n_r, n_c))
@@ -173,7 +172,7 @@ def svd_factors(
         ell = min(kk + int(oversample), n_r, n_c)
         # numba threads over slices; BLAS/LAPACK single-threaded inside each (no
         # oversubscription, and results independent of the thread count).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             if ell >= min(n_r, n_c):
                 _exact(x, kk, out, sv, energy)
             else:

@@ -2,8 +2,8 @@
 
 Not a test (no timed assert). Make a folder, then time both over the same files, warm cache:
 
-    .venv/bin/python tests/dicom/bench_scan.py make /tmp/ctbench --n 3000 --source real
-    .venv/bin/python tests/dicom/bench_scan.py time /tmp/ctbench --repeats 3
+    .venv/bin/python benchmarks/bench_scan.py make /tmp/ctbench --n 3000 --source real
+    .venv/bin/python benchmarks/bench_scan.py time /tmp/ctbench --repeats 3
 
 ``--source real`` copies the 512x512 CT file ``693_UNCR.dcm`` of ../shared/data/pydicom-data
 (a real scanner header, 78 elements) with new UIDs and positions; ``--source synth`` uses
@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 REAL_CT = ROOT.parent / "shared" / "data" / "pydicom-data" / "693_UNCR.dcm"
 
 

@@ -1,6 +1,6 @@
-"""Speed and memory figures of the transform core (not collected by pytest).
+"""Speed and memory figures of the transform core (a script, not a test).
 
-Run: ``.venv/bin/python tests/transforms/bench_core.py [--slices 200] [--repeats 5]``.
+Run: ``.venv/bin/python benchmarks/bench_core.py [--slices 200] [--repeats 5]``.
 Every figure is the best of ``--repeats`` runs (the machine is shared: the minimum is the
 least disturbed run), after a warm-up call that compiles.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from clisonix_cli import runtime
 from clisonix_cli.transforms.image import Image
 from clisonix_cli.transforms.pipeline import Pipeline
 from clisonix_cli.transforms.registry import all_ops
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
+    runtime.apply_process_policy()  # before numba's threading layer starts, as the CLI
     import numba
     from threadpoolctl import threadpool_limits
 
@@ -116,7 +118,7 @@ def main() -> None:
     )
 
     # svd: rank 32 of 16 slices 512x512 against numpy's full SVD (float32, LAPACK gesdd)
-    from clisonix_cli.transforms.svd import svd_factors
+    from clisonix_cli.transforms.ops.svd import svd_factors
 
     xs = np.ascontiguousarray(f32[:16])
     smooth = np.cumsum(np.cumsum(xs, axis=1), axis=2) / 512.0  # decaying spectrum
@@ -140,7 +142,7 @@ def main() -> None:
     out["svd_s"] = t_svd
 
     # matrix: (S*R, C) @ (C, K) against numpy matmul on the same float32 data
-    from clisonix_cli.transforms.matrix import contract
+    from clisonix_cli.transforms.ops.matrix import contract
 
     w = rng.normal(size=(512, 256)).astype(np.float32)
     xm = np.ascontiguousarray(f32[:50])

@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python tests/taskarray/bench_taskarray.py [--slices 200] [--size 256] [--repeat 2]
+    .venv/bin/python benchmarks/bench_taskarray.py [--slices 200] [--size 256] [--repeat 2]
 
 Writes 8 synthetic CT series (4 patients x 2 series) into a temporary folder, warms the numba
 cache once, then reports (medians over ``--repeat`` runs, warm page cache):

@@ -1,8 +1,8 @@
 """Benchmark: ``clisonix transform`` (pure conversion) against ``dcm2niix -z n`` (issue #2).
 
-Not a test (pytest does not collect it: no ``test_`` prefix, no timed assert). It runs the
-real command lines as child processes on a warm page cache and reports, side by side in one
-run, with each timing repeated and the two programs interleaved:
+A script, not a test (see benchmarks/README.md). It runs the real command lines as child
+processes on a warm page cache and reports, side by side in one run, with each timing
+repeated and the two programs interleaved:
 
 - wall time of ``clisonix transform IN OUT --jobs 2 --format nifti`` (uncompressed ``.nii``)
   and of ``dcm2niix -z n -o OUT IN``, their medians and the ratio;
@@ -15,8 +15,8 @@ run, with each timing repeated and the two programs interleaved:
 
 Make the inputs once (outside the repository), then time::
 
-    .venv/bin/python tests/bench_conversion.py make --ct /tmp/p_ct --j2k /tmp/p_j2k
-    .venv/bin/python tests/bench_conversion.py time --ct /tmp/p_ct --j2k /tmp/p_j2k \
+    .venv/bin/python benchmarks/bench_conversion.py make --ct /tmp/p_ct --j2k /tmp/p_j2k
+    .venv/bin/python benchmarks/bench_conversion.py time --ct /tmp/p_ct --j2k /tmp/p_j2k \
         --repeats 3 --json /tmp/p_bench.json \
         --variant threads-nofsync:CLISONIX_BACKEND=threads,CLISONIX_FSYNC=0
 

@@ -1,0 +1,171 @@
+"""Where the time goes: scan throughput (``scan``) and one series stage by stage (``stages``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from clisonix_cli.bench import workload as wl
+from clisonix_cli.bench.harness import Progress, Timing, rate, time_call, timing_figures
+
+
+def scan_suite(root: Path, *, repeats: int) -> dict[str, Any]:
+    """Files per second of :func:`clisonix_cli.dicom.index.scan` over the whole workload."""
+    from clisonix_cli.dicom.index import scan
+
+    result = scan(root)
+    t = time_call(lambda: scan(root), repeats=repeats)
+    return {
+        "files": result.n_files,
+        "dicom_files": result.n_dicom,
+        "stacks": len(result.stacks),
+        "scan": timing_figures(t),
+        "files_per_s": rate(result.n_files, t.median),
+    }
+
+
+def stage_suite(
+    *,
+    syntax_series: Mapping[str, tuple[Path, Sequence[str] | None]],
+    pipeline: Any,
+    tmp: Path,
+    repeats: int,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Where the time goes for one series, in-process, with the library functions.
+
+    ``syntax_series`` maps a transfer-syntax label to ``(root, files)``: a folder and the
+    files of one series in that syntax (relative to ``root``; None = everything under it).
+    The first label is the one the ``share`` breakdown uses. Stages: scan of that series,
+    read+decode (``load_stack``) per syntax, each op of the pipeline on its real input
+    (outputs feed the next op), the pipeline as the job runs it (``Pipeline.run``, which may
+    fuse pointwise ops), and the NIfTI write (``.nii`` and ``.nii.gz``).
+    """
+    from clisonix_cli.dicom.index import scan
+    from clisonix_cli.dicom.volume import load_stack
+    from clisonix_cli.formats.nifti import write_nifti
+    from clisonix_cli.transforms.image import Image
+
+    section: dict[str, Any] = {}
+    read: dict[str, Any] = {}
+    primary: tuple[Path, Any, Timing] | None = None
+    for label, (root, files) in syntax_series.items():
+        if progress:
+            progress(f"stages: read+decode {label}")
+        paths = [Path(f) for f in files] if files is not None else None
+        stack = wl.largest_stack(scan(root, files=paths))
+        if stack is None:
+            continue
+        t_scan = time_call(partial(scan, root, files=paths), repeats=repeats)
+        t_read = time_call(partial(load_stack, root, stack), repeats=repeats)
+        n = stack.n_slices * stack.n_volumes
+        nbytes = sum((root / f).stat().st_size for f in stack.files)
+        read[label] = {
+            **timing_figures(t_read),
+            "transfer_syntax": stack.transfer_syntax,
+            "slices": n,
+            "slices_per_s": rate(n, t_read.median),
+            "mb_per_s": rate(nbytes, t_read.median) / 1e6,
+        }
+        if primary is None:
+            primary = (root, stack, t_scan)
+    if primary is None:
+        raise RuntimeError("no image stack found for the stage breakdown")
+    root, stack, primary_scan = primary
+    vol = load_stack(root, stack)
+    data = vol.data[0] if vol.data.ndim == 4 else vol.data
+    img0 = Image(
+        vol=data, affine_lps=vol.affine_lps, slope=vol.slope, intercept=vol.intercept
+    )
+    section["series_slices"] = int(data.shape[0])
+    section["scan"] = {**timing_figures(primary_scan), "files": len(stack.files)}
+    section["read_decode"] = read
+
+    ops_section: dict[str, Any] = {}
+    img = img0
+    for k, step in enumerate(pipeline.steps):
+        op, params = step.op, dict(step.params)
+        if progress:
+            progress(f"stages: op {op.name}")
+        cur = img
+        t = time_call(partial(op.apply, cur, **params), repeats=repeats)
+        ops_section[f"{k + 1}:{op.name}"] = timing_figures(t, voxels=int(cur.vol.size))
+        img = op.apply(cur, **params)
+    section["ops"] = ops_section
+    t_pipe = time_call(partial(pipeline.run, img0), repeats=repeats)
+    section["pipeline_run"] = timing_figures(t_pipe, voxels=int(img0.vol.size))
+    final = pipeline.run(img0)
+
+    writes: dict[str, Any] = {}
+    for suffix in (".nii", ".nii.gz"):
+        if progress:
+            progress(f"stages: write {suffix}")
+        target = tmp / f"stage_write{suffix}"
+        write = partial(
+            write_nifti,
+            target,
+            final.vol,
+            final.affine_lps,
+            slope=final.slope,
+            intercept=final.intercept,
+            sidecar=vol.meta,
+        )
+        t_w = time_call(write, repeats=repeats)
+        written = target.stat().st_size
+        writes[suffix.lstrip(".").replace(".", "_")] = {
+            **timing_figures(t_w),
+            "bytes": written,
+            "mb_per_s": rate(written, t_w.median) / 1e6,
+        }
+    section["write"] = writes
+
+    first_label = next(iter(read))
+    parts = {
+        "scan": primary_scan.median,
+        "read_decode": read[first_label]["median_ms"] / 1e3,
+        "ops": t_pipe.median,
+        "write": writes["nii"]["median_ms"] / 1e3,
+    }
+    total = sum(parts.values())
+    section["share"] = {f"{k}_fraction": v / total for k, v in parts.items()}
+    section["share_basis"] = f"{first_label} read, pipeline as run, .nii write"
+    section["total_ms"] = total * 1e3
+    return section
+
+
+def stage_inputs(
+    data: Path | None, *, quick: bool, cores: int, tmp: Path, notes: dict[str, Any]
+) -> dict[str, tuple[Path, Sequence[str] | None]]:
+    """One series per transfer syntax for the stage suite (synthesized, or the user's).
+
+    A syntax that cannot be synthesized here (e.g. no JPEG 2000 encoder) is left out with
+    a line in ``notes``.
+    """
+    if data is not None:
+        return user_syntax_series(data)
+    series: dict[str, tuple[Path, Sequence[str] | None]] = {}
+    n = wl.e2e_shape(quick=quick, cores=cores).slices
+    for syntax in ("explicit", "rle", "j2k"):
+        folder = tmp / f"stage_{syntax}"
+        try:
+            wl.synthesize_ct(folder, patients=1, series=1, slices=n, syntax=syntax)
+        except Exception as exc:  # noqa: BLE001 - e.g. no JPEG 2000 encoder installed
+            notes[f"stages.{syntax}"] = f"not measured: {type(exc).__name__}: {exc}"
+            continue
+        series[syntax] = (folder, None)
+    return series
+
+
+def user_syntax_series(data: Path) -> dict[str, tuple[Path, Sequence[str] | None]]:
+    """The first stack of each transfer syntax found under ``data``, by syntax name."""
+    from clisonix_cli.dicom.index import scan
+    from clisonix_cli.dicom.syntax import syntax_name
+
+    out: dict[str, tuple[Path, Sequence[str] | None]] = {}
+    for stack in scan(data).stacks:
+        label = syntax_name(stack.transfer_syntax)
+        if label not in out:
+            out[label] = (data, stack.files)
+    return out

@@ -26,6 +26,17 @@ PipelineFile = Annotated[
     ),
 ]
 
+FilesFrom = Annotated[
+    str | None,
+    typer.Option(
+        "--files-from",
+        envvar="CLISONIX_FILES_FROM",
+        metavar="FILE|-",
+        help="Read only the files listed in FILE (one path per line, relative to IN_DIR "
+        "or absolute inside it); '-' reads the list from standard input.",
+    ),
+]
+
 OpSpecs = Annotated[
     list[str] | None,
     typer.Option(

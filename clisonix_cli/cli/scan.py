@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clisonix_cli.cli._console import emit_json, err_console, reporting_errors
-from clisonix_cli.cli._options import JsonFlag
+from clisonix_cli.cli._options import FilesFrom, JsonFlag
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,16 +32,7 @@ def scan(
         ),
     ],
     json_out: JsonFlag = False,
-    files_from: Annotated[
-        str | None,
-        typer.Option(
-            "--files-from",
-            envvar="CLISONIX_FILES_FROM",
-            metavar="FILE|-",
-            help="Scan only the files listed in FILE (one path per line, relative to "
-            "IN_DIR or absolute inside it); '-' reads the list from standard input.",
-        ),
-    ] = None,
+    files_from: FilesFrom = None,
 ) -> None:
     """Index DICOM files under IN_DIR: studies, series, stacks, problems, decoders.
 

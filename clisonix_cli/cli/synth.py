@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -54,6 +54,11 @@ def prepare_synth_dir(out_dir: Path, expected: set[str]) -> None:
     prepare_out_dir(out_dir)
 
 
+def _count(envvar: str, help_text: str) -> Any:
+    """A whole-number option of the study layout, also read from ``envvar``."""
+    return typer.Option(envvar=envvar, help=help_text)
+
+
 class Modality(StrEnum):
     """Phantom modality."""
 
@@ -84,24 +89,12 @@ def synth(
         int,
         typer.Option(envvar="CLISONIX_SEED", help="Seed for UIDs, dates and noise."),
     ] = 0,
-    patients: Annotated[
-        int, typer.Option(envvar="CLISONIX_PATIENTS", help="Number of patients.")
-    ] = 2,
-    studies: Annotated[
-        int, typer.Option(envvar="CLISONIX_STUDIES", help="Studies per patient.")
-    ] = 1,
-    series: Annotated[
-        int, typer.Option(envvar="CLISONIX_SERIES", help="Series per study.")
-    ] = 2,
-    slices: Annotated[
-        int, typer.Option(envvar="CLISONIX_SLICES", help="Slices per series.")
-    ] = 24,
-    rows: Annotated[
-        int, typer.Option(envvar="CLISONIX_ROWS", help="Rows per slice.")
-    ] = 64,
-    cols: Annotated[
-        int, typer.Option(envvar="CLISONIX_COLS", help="Columns per slice.")
-    ] = 64,
+    patients: Annotated[int, _count("CLISONIX_PATIENTS", "Number of patients.")] = 2,
+    studies: Annotated[int, _count("CLISONIX_STUDIES", "Studies per patient.")] = 1,
+    series: Annotated[int, _count("CLISONIX_SERIES", "Series per study.")] = 2,
+    slices: Annotated[int, _count("CLISONIX_SLICES", "Slices per series.")] = 24,
+    rows: Annotated[int, _count("CLISONIX_ROWS", "Rows per slice.")] = 64,
+    cols: Annotated[int, _count("CLISONIX_COLS", "Columns per slice.")] = 64,
     modality: Annotated[
         Modality,
         typer.Option(
@@ -141,35 +134,25 @@ def synth(
     from clisonix_cli.dicom.synth import plan, series_summary, sha256sums, synthesize
     from clisonix_cli.fsio import atomic_write_bytes
 
+    # The same values plan the file names (to check OUT_DIR) and write the files.
+    layout: dict[str, Any] = {
+        "patients": patients,
+        "studies": studies,
+        "series": series,
+        "slices": slices,
+        "rows": rows,
+        "cols": cols,
+        "modality": modality.value,
+        "syntax": syntax.value,
+    }
     with reporting_errors():
-        plans = plan(
-            patients=patients,
-            studies=studies,
-            series=series,
-            slices=slices,
-            rows=rows,
-            cols=cols,
-            modality=modality.value,
-            syntax=syntax.value,
-        )
+        plans = plan(**layout)
         expected = {
             f"{sp.rel_dir}/IM{k + 1:05d}.dcm" for sp in plans for k in range(sp.slices)
         }
         prepare_synth_dir(out_dir, expected)
         try:
-            paths = synthesize(
-                out_dir,
-                seed=seed,
-                patients=patients,
-                studies=studies,
-                series=series,
-                slices=slices,
-                rows=rows,
-                cols=cols,
-                modality=modality.value,
-                syntax=syntax.value,
-                jobs=jobs,
-            )
+            paths = synthesize(out_dir, seed=seed, jobs=jobs, **layout)
             if sums:
                 text = sha256sums(out_dir, paths)
                 atomic_write_bytes(out_dir / "SHA256SUMS", text.encode("ascii"))

@@ -10,7 +10,12 @@ import typer
 from rich.markup import escape
 
 from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, say
-from clisonix_cli.cli._options import JsonFlag, OpSpecs, PipelineFile
+from clisonix_cli.cli._options import (
+    FilesFrom,
+    JsonFlag,
+    OpSpecs,
+    PipelineFile,
+)
 from clisonix_cli.errors import TaskCancelledError
 
 if TYPE_CHECKING:
@@ -150,16 +155,7 @@ def transform(
             help="Stop at the first failed task; the rest are recorded as cancelled.",
         ),
     ] = False,
-    files_from: Annotated[
-        str | None,
-        typer.Option(
-            "--files-from",
-            envvar="CLISONIX_FILES_FROM",
-            metavar="FILE|-",
-            help="Use only the files listed in FILE (one per line, relative to IN_DIR); "
-            "'-' reads standard input.",
-        ),
-    ] = None,
+    files_from: FilesFrom = None,
 ) -> None:
     """Run a pipeline of ops over every DICOM stack under IN_DIR into OUT_DIR.
 

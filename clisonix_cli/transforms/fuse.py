@@ -305,6 +305,16 @@ def _mapv(x: float, a: float, b: float, lo: float, hi: float) -> float:
 
 
 @kernel()
+def widen(v: float, mn: float, mx: float) -> tuple[float, float]:
+    """Running extrema: ``(mn, mx)`` widened to take in ``v``; NaN leaves both as they are."""
+    if v < mn:
+        mn = v
+    if v > mx:
+        mx = v
+    return mn, mx
+
+
+@kernel()
 def _selected(v: float, mask: int, thr: float) -> bool:
     """Mask predicate on a mapped value: 0 all, 1 nonzero, 2 above ``thr``; never NaN."""
     if v != v:
@@ -408,10 +418,7 @@ def _extrema(
             v = _mapv(flat[s, i], a, b, lo, hi)
             if _selected(v, mask, thr):
                 n += 1.0
-                if v < mn:
-                    mn = v
-                if v > mx:
-                    mx = v
+                mn, mx = widen(v, mn, mx)
         parts[s, 0] = n
         parts[s, 1] = mn
         parts[s, 2] = mx

@@ -20,6 +20,7 @@ import numpy as np
 
 from clisonix_cli.errors import MissingParameterError, ParameterRangeError
 from clisonix_cli.transforms._declare import Op, Param, kernel, prange
+from clisonix_cli.transforms.fuse import widen
 from clisonix_cli.transforms.image import Image
 
 METHODS = ("fixed", "otsu")
@@ -50,10 +51,7 @@ def _real_f32(
         for i in range(flat.shape[1]):
             v = np.float32(flat[s, i] * slope + intercept)
             out[s, i] = v
-            if v < mn:
-                mn = v
-            if v > mx:
-                mx = v
+            mn, mx = widen(v, mn, mx)
         parts[s, 0] = mn
         parts[s, 1] = mx
 

@@ -70,7 +70,7 @@ def slice_normal(iop: Sequence[float]) -> np.ndarray:
     Parameters
     ----------
     iop : sequence of 6 float
-        (0020,0037) Image Orientation (Patient).
+        Row and column direction cosines, as for :func:`directions`.
 
     Returns
     -------

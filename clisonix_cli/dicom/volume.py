@@ -429,13 +429,9 @@ def open_stack(
 
     Parameters
     ----------
-    root : Path
-        The scan root (``stack.files`` are relative to it).
-    stack : Stack
-        A stack from :func:`clisonix_cli.dicom.index.scan`.
-    digests : dict, optional
-        As :func:`load_stack`: filled with the sha256 of every file as it is read (complete
-        once :meth:`StackStream.slabs` is exhausted).
+    root, stack, digests
+        As :func:`load_stack`; ``digests`` is filled as the files are read (complete once
+        :meth:`StackStream.slabs` is exhausted).
 
     Returns
     -------

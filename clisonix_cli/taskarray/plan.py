@@ -71,6 +71,7 @@ def task_id_for(stack: Stack) -> str:
     Parameters
     ----------
     stack : Stack
+        A stack of the scan; only what identifies its inputs enters the id.
 
     Returns
     -------
@@ -102,6 +103,7 @@ def output_stem(stack: Stack) -> str:
     Parameters
     ----------
     stack : Stack
+        A stack of the scan (UIDs, series number and description, stack key).
 
     Returns
     -------

@@ -97,11 +97,14 @@ def base_record(task: Task, ctx: TaskContext) -> Record:
     Parameters
     ----------
     task : Task
+        The task the record describes (its stack gives the UIDs and inputs).
     ctx : TaskContext
+        The run (format and pipeline recorded).
 
     Returns
     -------
     dict
+        The record with no ``status`` yet, ``inputs_sha256`` None and no outputs.
     """
     st = task.stack
     rec: Record = {
@@ -221,7 +224,9 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
     Parameters
     ----------
     task : Task
+        The stack to convert and the output stem under OUT_DIR.
     ctx : TaskContext
+        What every task of the run shares (folders, format, pipeline, limits).
 
     Returns
     -------

@@ -254,7 +254,7 @@ class PointContext:
             buf = buf[:n]
 
             def kth(k: int) -> float:
-                return float(_select(buf, k))
+                return float(select_kth(buf, k))
 
         out = []
         for q in qs:
@@ -447,7 +447,7 @@ def _gather(
 
 
 @kernel()
-def _select(buf: np.ndarray, k: int) -> float:
+def select_kth(buf: np.ndarray, k: int) -> float:
     """k-th smallest of ``buf`` (partially reorders it in place; Hoare quickselect)."""
     left = 0
     right = buf.shape[0] - 1

@@ -17,8 +17,8 @@ maximum (neither can be the median), add the next value, repeat until one is lef
 compare-exchanges for 27 values, 20 for 9). The code is generated:
 ``tests/transforms/test_median.py`` regenerates it, checks it is current, and checks the
 networks on every 0/1 input (9 values) and on random inputs with ties (27 values). Other
-sizes gather the window and run a quickselect (Wirth's algorithm) per voxel (correct, not
-tuned).
+sizes gather the window and run the quickselect the percentiles use (``fuse.select_kth``)
+per voxel (correct, not tuned).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from clisonix_cli.transforms._declare import Op, Param, kernel, prange
+from clisonix_cli.transforms.fuse import select_kth
 from clisonix_cli.transforms.image import Image
 from clisonix_cli.transforms.ops._real import real_f32_reference, with_real
 
@@ -285,34 +286,6 @@ def _median_1x3x3(p: np.ndarray, out: np.ndarray) -> None:
                 out[s, r, c] = v4
 
 
-@kernel()
-def _select(a: np.ndarray, k: int) -> float:
-    """k-th smallest value of ``a`` (Wirth's quickselect; reorders ``a`` in place)."""
-    lo = 0
-    hi = a.shape[0] - 1
-    while lo < hi:
-        x = a[k]
-        i = lo
-        j = hi
-        while i <= j:
-            while i < hi and a[i] < x:
-                i += 1
-            while j > lo and x < a[j]:
-                j -= 1
-            if i <= j:
-                t = a[i]
-                a[i] = a[j]
-                a[j] = t
-                i += 1
-                j -= 1
-        if j < k:
-            lo = i
-        if k < i:
-            hi = j
-    value: float = a[k]
-    return value
-
-
 @kernel(parallel=True)
 def _median_window(p: np.ndarray, ks: int, kr: int, kc: int, out: np.ndarray) -> None:
     """float32 padded -> (S, R, C): median of each ks x kr x kc window (any odd sizes)."""
@@ -327,7 +300,7 @@ def _median_window(p: np.ndarray, ks: int, kr: int, kc: int, out: np.ndarray) ->
                         for d in range(kc):
                             buf[i] = p[s + a, r + b, c + d]
                             i += 1
-                out[s, r, c] = _select(buf, n // 2)
+                out[s, r, c] = select_kth(buf, n // 2)
 
 
 def _odd_size(value: Any) -> str | None:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -304,8 +304,11 @@ def _mapv(x: float, a: float, b: float, lo: float, hi: float) -> float:
     return v
 
 
+_Real = TypeVar("_Real", float, np.floating[Any])
+
+
 @kernel()
-def widen(v: float, mn: float, mx: float) -> tuple[float, float]:
+def widen(v: _Real, mn: _Real, mx: _Real) -> tuple[_Real, _Real]:
     """Running extrema: ``(mn, mx)`` widened to take in ``v``; NaN leaves both as they are."""
     if v < mn:
         mn = v

@@ -196,6 +196,56 @@ class DuplicateInstanceError(InputError):
     )
 
 
+# image objects of every kind (issue 9): 2-D, colour, display, legacy multi-frame
+
+
+class SpacingError(GeometryError):
+    code = "CLX-E171"
+    summary = (
+        "A pixel spacing attribute (Pixel Spacing, Imager Pixel Spacing, magnification) is "
+        "zero, negative or malformed."
+    )
+
+
+class ColourLayoutError(UnsupportedImageError):
+    code = "CLX-E172"
+    summary = (
+        "Photometric Interpretation and Samples per Pixel disagree (e.g. MONOCHROME2 with "
+        "3 samples), or the colour model is not one clisonix decodes."
+    )
+
+
+class PaletteError(InputError):
+    code = "CLX-E173"
+    summary = (
+        "A PALETTE COLOR image has missing, short or inconsistent lookup table data."
+    )
+
+
+class VoiLutError(InputError):
+    code = "CLX-E174"
+    summary = (
+        "A VOI or Modality LUT Sequence is malformed (data length disagrees with its "
+        "descriptor) or the requested window does not exist."
+    )
+
+
+class FrameCountError(InputError):
+    code = "CLX-E175"
+    summary = (
+        "The number of frames disagrees with the pixel data or with the per-frame vectors "
+        "(Grid Frame Offset Vector, Frame Time Vector)."
+    )
+
+
+class DisplayValuesError(TaskError):
+    code = "CLX-E176"
+    summary = (
+        "The output format cannot hold the pipeline's values (PNG takes 8- or 16-bit "
+        "display values: end the pipeline with voi, or window:dtype=uint8)."
+    )
+
+
 # running the task: ops, writing, workers, time limits, verification
 
 

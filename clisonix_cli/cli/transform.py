@@ -49,7 +49,9 @@ def transform(
         typer.Option(
             "--format",
             envvar="CLISONIX_FORMAT",
-            help="Output format: nifti, nifti-gz, npy or dicom.",
+            help="Output format: nifti, nifti-gz, npy, png (one PNG per 2-D image or "
+            "frame; runs the voi display pipeline unless the pipeline maps intensities) "
+            "or dicom.",
         ),
     ] = "nifti-gz",
     jobs: Annotated[
@@ -155,6 +157,16 @@ def transform(
             help="Stop at the first failed task; the rest are recorded as cancelled.",
         ),
     ] = False,
+    gaps: Annotated[
+        str,
+        typer.Option(
+            "--gaps",
+            envvar="CLISONIX_GAPS",
+            metavar="split|fail|keep",
+            help="A series with missing slices: split into its contiguous runs "
+            "(default), fail, or keep as one volume with the gap noted in the sidecar.",
+        ),
+    ] = "split",
     files_from: FilesFrom = None,
 ) -> None:
     """Run a pipeline of ops over every DICOM stack under IN_DIR into OUT_DIR.
@@ -191,6 +203,7 @@ def transform(
             fail_fast=fail_fast,
             files_from=files_from,
             connect_timeout=connect_timeout,
+            gaps=gaps,
         )
         progress = RunProgress(rich_bar=err_console.is_terminal and not dry_run)
         with progress:

@@ -28,11 +28,14 @@ from clisonix_cli.errors import GeometryError, InconsistentStackError
 __all__ = [
     "ORIENTATION_TOL",
     "POSITION_TOL_MM",
+    "DEFAULT_IOP",
     "cluster_positions",
+    "contiguous_runs",
     "directions",
     "mosaic_affine",
     "mosaic_grid",
     "orientation_problem",
+    "planar_positions",
     "slice_affine",
     "slice_normal",
     "spacing_problems",
@@ -135,6 +138,43 @@ def cluster_positions(
     return groups
 
 
+def _gap_mask(steps: np.ndarray) -> tuple[np.ndarray, float]:
+    """Which steps are gaps (a whole multiple >= 2 of the median step), and that median."""
+    med = float(np.median(steps))
+    if med <= 0:
+        return np.zeros(steps.shape, dtype=bool), med
+    ratio = steps / med
+    big = (np.round(ratio) >= 2) & (np.abs(ratio - np.round(ratio)) < 0.1)
+    return big, med
+
+
+def contiguous_runs(dist: Sequence[float]) -> list[list[int]]:
+    """Split sorted slice positions into the runs between missing slices.
+
+    Parameters
+    ----------
+    dist : sequence of float
+        Sorted, distinct positions along the slice normal (mm).
+
+    Returns
+    -------
+    list of list of int
+        Index runs in order; one run holding every index when no slice is missing (the
+        criterion of :func:`spacing_problems`: a step that is a whole multiple, 2 or more,
+        of the median step, with at least 3 positions).
+    """
+    d = np.asarray(dist, dtype=np.float64)
+    if d.size < 3:
+        return [list(range(d.size))]
+    big, _ = _gap_mask(np.diff(d))
+    runs: list[list[int]] = [[0]]
+    for i in range(1, d.size):
+        if big[i - 1]:
+            runs.append([])
+        runs[-1].append(i)
+    return runs
+
+
 def spacing_problems(
     dist: Sequence[float],
     positions: np.ndarray | None = None,
@@ -164,10 +204,8 @@ def spacing_problems(
         return out
     steps = np.diff(d)
     if d.size >= 3:
-        med = float(np.median(steps))
-        ratio = steps / med if med > 0 else np.zeros_like(steps)
         # a gap that is a whole multiple (>= 2) of the usual step: slices are missing
-        big = (np.round(ratio) >= 2) & (np.abs(ratio - np.round(ratio)) < 0.1)
+        big, med = _gap_mask(steps)
         if med > 0 and bool(big.any()):
             missing = int(sum(round(float(s) / med) - 1 for s in steps[big]))
             k = int(np.argmax(big))
@@ -216,6 +254,7 @@ def slice_affine(
     pixel_spacing: Sequence[float],
     positions: np.ndarray,
     slice_spacing: float | None = None,
+    step: Sequence[float] | None = None,
 ) -> np.ndarray:
     """The (s, r, c, 1) -> LPS affine of a stack of sorted slices.
 
@@ -229,6 +268,9 @@ def slice_affine(
         Image Position (Patient) of each slice, sorted along the normal.
     slice_spacing : float, optional
         Used as the slice step along the normal when there is a single slice.
+    step : sequence of 3 float, optional
+        The slice step vector to use instead of the mean (a stack kept whole across missing
+        slices: ``--gaps keep``).
 
     Returns
     -------
@@ -239,15 +281,52 @@ def slice_affine(
     row_dir, col_dir = directions(iop)
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     aff = np.eye(4)
-    if len(pos) > 1:
+    if step is not None:
+        aff[:3, 0] = np.asarray(step, dtype=np.float64)
+    elif len(pos) > 1:
         aff[:3, 0] = (pos[-1] - pos[0]) / (len(pos) - 1)
     else:
-        step = slice_spacing if slice_spacing and slice_spacing > 0 else 1.0
-        aff[:3, 0] = slice_normal(iop) * step
+        dz = slice_spacing if slice_spacing and slice_spacing > 0 else 1.0
+        aff[:3, 0] = slice_normal(iop) * dz
     aff[:3, 1] = col_dir * float(pixel_spacing[0])
     aff[:3, 2] = row_dir * float(pixel_spacing[1])
     aff[:3, 3] = pos[0]
     return aff
+
+
+#: The orientation given to images that carry none (projection X-ray, ultrasound, secondary
+#: captures): rows along +x, columns along +y (LPS), the normal along +z, as dcm2niix does.
+DEFAULT_IOP: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def planar_positions(
+    rows: int, cols: int, n_frames: int, pixel_spacing: Sequence[float]
+) -> tuple[tuple[float, float, float], ...]:
+    """Positions of the frames of a 2-D image without patient geometry.
+
+    The image is centred on the origin in the :data:`DEFAULT_IOP` plane (as dcm2niix
+    places such images) and its frames follow each other one unit apart along the normal;
+    nothing here is a patient position.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Matrix size.
+    n_frames : int
+        Frames stacked along the normal (1 for a single image).
+    pixel_spacing : sequence of 2 float
+        (spacing between rows, spacing between columns) in mm, or 1 for unit pixels.
+
+    Returns
+    -------
+    tuple of (x, y, z)
+        One LPS position per frame, in order.
+    """
+    ps_r, ps_c = float(pixel_spacing[0]), float(pixel_spacing[1])
+    x0 = -(cols - 1) / 2.0 * ps_c
+    y0 = -(rows - 1) / 2.0 * ps_r
+    z0 = -(n_frames - 1) / 2.0
+    return tuple((x0, y0, z0 + k) for k in range(n_frames))
 
 
 def mosaic_grid(rows: int, cols: int, n_tiles: int) -> tuple[int, int, int]:

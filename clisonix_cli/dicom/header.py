@@ -21,7 +21,9 @@ from clisonix_cli.errors import PixelDataSizeError, TruncatedFileError
 
 __all__ = [
     "CSA_CREATOR",
+    "FLAG_SEQUENCES",
     "FLOAT_LISTS",
+    "INT_LISTS",
     "KEYWORDS",
     "MULTI_VALUED",
     "UNDEFINED_LENGTH",
@@ -45,6 +47,7 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00080018: ("SOPInstanceUID", "UI"),
     0x00080032: ("AcquisitionTime", "TM"),
     0x00080060: ("Modality", "CS"),
+    0x00080068: ("PresentationIntentType", "CS"),
     0x00080070: ("Manufacturer", "LO"),
     0x0008103E: ("SeriesDescription", "LO"),
     0x00081090: ("ManufacturerModelName", "LO"),
@@ -62,19 +65,27 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00180088: ("SpacingBetweenSlices", "DS"),
     0x00180095: ("PixelBandwidth", "DS"),
     0x00181030: ("ProtocolName", "LO"),
+    0x00181063: ("FrameTime", "DS"),
+    0x00181065: ("FrameTimeVector", "DS"),
+    0x00181114: ("EstimatedRadiographicMagnificationFactor", "DS"),
+    0x00181164: ("ImagerPixelSpacing", "DS"),
     0x00181210: ("ConvolutionKernel", "SH"),
+    0x00181310: ("AcquisitionMatrix", "US"),
     0x00181314: ("FlipAngle", "DS"),
+    0x00182010: ("NominalScannedPixelSpacing", "DS"),
     0x00185100: ("PatientPosition", "CS"),
     0x0020000D: ("StudyInstanceUID", "UI"),
     0x0020000E: ("SeriesInstanceUID", "UI"),
     0x00200011: ("SeriesNumber", "IS"),
     0x00200012: ("AcquisitionNumber", "IS"),
     0x00200013: ("InstanceNumber", "IS"),
+    0x00200020: ("PatientOrientation", "CS"),
     0x00200032: ("ImagePositionPatient", "DS"),
     0x00200037: ("ImageOrientationPatient", "DS"),
     0x00200100: ("TemporalPositionIdentifier", "IS"),
     0x00280002: ("SamplesPerPixel", "US"),
     0x00280004: ("PhotometricInterpretation", "CS"),
+    0x00280006: ("PlanarConfiguration", "US"),
     0x00280008: ("NumberOfFrames", "IS"),
     0x00280010: ("Rows", "US"),
     0x00280011: ("Columns", "US"),
@@ -82,18 +93,45 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00280100: ("BitsAllocated", "US"),
     0x00280101: ("BitsStored", "US"),
     0x00280103: ("PixelRepresentation", "US"),
+    0x00281050: ("WindowCenter", "DS"),
+    0x00281051: ("WindowWidth", "DS"),
     0x00281052: ("RescaleIntercept", "DS"),
     0x00281053: ("RescaleSlope", "DS"),
     0x00281054: ("RescaleType", "LO"),
+    0x00281056: ("VOILUTFunction", "CS"),
+    0x00282110: ("LossyImageCompression", "CS"),
+    0x20500020: ("PresentationLUTShape", "CS"),
+    0x30040002: ("DoseUnits", "CS"),
+    0x30040004: ("DoseType", "CS"),
+    0x3004000A: ("DoseSummationType", "CS"),
+    0x3004000C: ("GridFrameOffsetVector", "DS"),
+    0x3004000E: ("DoseGridScaling", "DS"),
+}
+# Sequences whose presence only the index records (``values[flag] = True``); their content
+# is read with pydicom when a stack needs it (dicom/display.py).
+FLAG_SEQUENCES: dict[int, str] = {
+    0x00186011: "HasUltrasoundRegions",
+    0x00283000: "HasModalityLUT",
+    0x00283010: "HasVOILUT",
 }
 KEYWORDS = tuple(kw for kw, _ in WANTED.values())
 VR_OF = {kw: vr for kw, vr in WANTED.values()}
-MULTI_VALUED = frozenset(
-    {"ImageType", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"}
-)
 FLOAT_LISTS = frozenset(
-    {"ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"}
+    {
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
+        "PixelSpacing",
+        "ImagerPixelSpacing",
+        "NominalScannedPixelSpacing",
+        "WindowCenter",
+        "WindowWidth",
+        "GridFrameOffsetVector",
+        "FrameTimeVector",
+    }
 )
+#: US values with several entries (kept as tuples of int).
+INT_LISTS = frozenset({"AcquisitionMatrix"})
+MULTI_VALUED = frozenset({"ImageType", "PatientOrientation"}) | FLOAT_LISTS | INT_LISTS
 CSA_CREATOR = "SIEMENS CSA HEADER"
 
 

@@ -17,7 +17,9 @@ from typing import Any, BinaryIO
 
 from clisonix_cli.dicom.header import (
     CSA_CREATOR,
+    FLAG_SEQUENCES,
     FLOAT_LISTS,
+    INT_LISTS,
     MULTI_VALUED,
     UNDEFINED_LENGTH,
     WANTED,
@@ -172,6 +174,7 @@ def _element_end(r: _Buffer, pos: int, implicit: bool, depth: int) -> tuple[int,
 _ACTION: dict[int, str | int] = {tag: kw for tag, (kw, _) in WANTED.items()}
 _ACTION.update({t: 1 for t in _PIXEL_TAGS})
 _ACTION.update({t: 2 for t in _FUNCTIONAL_GROUPS})
+_ACTION.update({t: 3 for t in FLAG_SEQUENCES})
 _VR_LONG: dict[bytes, bool] = {vr: vr in _LONG_VRS for vr in _VRS}
 
 
@@ -234,6 +237,9 @@ def _walk_dataset(r: _Buffer, pos: int, implicit: bool) -> Walk:
                 return out
             if action == 2:
                 raise Fallback("enhanced multi-frame functional groups")
+            if action == 3:  # a sequence whose presence is recorded, content skipped
+                values[FLAG_SEQUENCES[tag]] = b"1"
+                action = None
         if length == UNDEFINED_LENGTH:
             pos = _skip_undefined(r, start, implicit or vr == b"UN", 1)
             buf, base = r.buf, r.base
@@ -296,7 +302,20 @@ def _strings(raw: bytes) -> tuple[str, ...] | None:
     return tuple(p.strip(" \x00") for p in text.split("\\")) if text else None
 
 
+def _us_list(raw: bytes) -> tuple[int, ...] | None:
+    n = len(raw) // 2
+    return struct.unpack_from(f"<{n}H", raw, 0) if n else None
+
+
+def _flag(raw: bytes) -> bool:
+    return True
+
+
 def _decoder(keyword: str, vr: str) -> Callable[[bytes], Any]:
+    if keyword in FLAG_SEQUENCES.values():
+        return _flag
+    if keyword in INT_LISTS:
+        return _us_list
     if keyword in FLOAT_LISTS:
         return _floats
     if keyword in MULTI_VALUED:
@@ -305,7 +324,8 @@ def _decoder(keyword: str, vr: str) -> Callable[[bytes], Any]:
 
 
 _DECODERS: dict[str, Callable[[bytes], Any]] = {
-    kw: _decoder(kw, vr) for kw, vr in WANTED.values()
+    kw: _decoder(kw, vr)
+    for kw, vr in [*WANTED.values(), *((f, "") for f in FLAG_SEQUENCES.values())]
 }
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from clisonix_cli.dicom.header import (
     CSA_CREATOR,
+    FLAG_SEQUENCES,
     FLOAT_LISTS,
+    INT_LISTS,
     KEYWORDS,
     MULTI_VALUED,
     UNDEFINED_LENGTH,
@@ -42,6 +44,8 @@ def _plain(value: Any, keyword: str) -> Any:
     if keyword in MULTI_VALUED:
         if keyword in FLOAT_LISTS:
             return tuple(float(v) for v in seq)
+        if keyword in INT_LISTS:
+            return tuple(int(v) for v in seq)
         return tuple(str(v).strip(" \x00") for v in seq)
     if not seq:
         return None
@@ -206,6 +210,9 @@ def pydicom_header(path: Path, rel: str, size: int, has_preamble: bool) -> FileH
                 values[kw] = val
         if not values:
             raise NotDicom("no known attribute in the dataset")
+        for tag, flag in FLAG_SEQUENCES.items():
+            if tag in ds:
+                values[flag] = True
         walk = Walk()
         pixel_tag = next(
             (t for t in (0x7FE00010, 0x7FE00008, 0x7FE00009) if t in ds), 0

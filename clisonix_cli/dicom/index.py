@@ -17,12 +17,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from clisonix_cli.dicom.colour import colour_problem
 from clisonix_cli.dicom.discover import list_files, normalize_files
+from clisonix_cli.dicom.grouping import build_stacks
 from clisonix_cli.dicom.header import Fallback, FileHeader, HeaderFailure, NotDicom
 from clisonix_cli.dicom.header_fast import HEAD_BYTES, fast_header, looks_like_dataset
 from clisonix_cli.dicom.header_pydicom import pydicom_header
 from clisonix_cli.dicom.model import ScanResult, Skipped
-from clisonix_cli.dicom.series import build_stacks
 from clisonix_cli.dicom.syntax import decoder_for, syntax_name
 from clisonix_cli.errors import InputError, NoPixelDataError, UnsupportedImageError
 
@@ -104,7 +105,8 @@ def read_header(
 
 
 def _skip_for_layout(h: FileHeader) -> Skipped | None:
-    """Skip files that hold no image clisonix can convert (no pixels, colour)."""
+    """Skip files that hold no image clisonix can convert (no pixels, a layout that
+    contradicts itself)."""
     if not h.has_pixels:
         sop = h.get("SOPClassUID") or "?"
         kind = syntax_name(sop) if sop != "?" else "unknown SOP class"
@@ -115,16 +117,9 @@ def _skip_for_layout(h: FileHeader) -> Skipped | None:
             "skipped",
         )
     info = h.pixel
-    if info.samples_per_pixel != 1 or info.photometric.startswith(
-        ("RGB", "YBR", "PALETTE", "HSV", "ARGB", "CMYK")
-    ):
-        return Skipped(
-            h.path,
-            UnsupportedImageError.code,
-            f"(0028,0004) 'Photometric Interpretation' is {info.photometric or '?'} with "
-            f"{info.samples_per_pixel} samples per pixel, expected MONOCHROME1/2 with 1 - "
-            "colour images (secondary captures, ultrasound) are not converted",
-        )
+    problem = colour_problem(info)
+    if problem is not None:
+        return Skipped(h.path, problem[0], problem[1])
     if info.rows <= 0 or info.cols <= 0 or info.bits_allocated <= 0:
         return Skipped(
             h.path,
@@ -140,6 +135,7 @@ def scan(
     *,
     files: Sequence[Path] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    gaps: str = "split",
 ) -> ScanResult:
     """Find the DICOM files under ``root`` by content and group them into stacks.
 
@@ -151,6 +147,9 @@ def scan(
         Scan only these files (absolute, or relative to ``root``) instead of walking ``root``.
     progress : callable, optional
         Called as ``progress(done, total)`` while headers are read.
+    gaps : str, optional
+        What a stack with missing slices becomes: ``split`` into its contiguous runs
+        (default), ``fail``, or ``keep`` as one volume (see ``build_stacks``).
 
     Returns
     -------
@@ -188,7 +187,7 @@ def scan(
                 headers.append(got)
         if progress is not None and (i + 1 == total or (i + 1) % 64 == 0):
             progress(i + 1, total)
-    stacks, more_skipped = build_stacks(headers)
+    stacks, more_skipped = build_stacks(headers, gaps=gaps)
     skipped.extend(more_skipped)
     skipped.sort(key=lambda s: (s.path, s.code))
     n_dicom = total - len(non_dicom) - n_unreadable

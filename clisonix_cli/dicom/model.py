@@ -68,6 +68,10 @@ class StackGeometry:
     slice_spacing: float | None = None
     mosaic_tiles: int = 0
     mosaic_normal: tuple[float, ...] | None = None
+    # the slice step vector when it is not the mean of the positions (``--gaps keep``)
+    slice_step: tuple[float, float, float] | None = None
+    # mosaic tile size (rows, cols) when the tiles do not fill the mosaic exactly
+    mosaic_tile: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,18 @@ class Stack:
     split_reason: str = ""
     # sidecar-safe acquisition fields (no patient identifiers), sorted by key
     meta: tuple[tuple[str, Any], ...] = ()
+    # "" for a volume placed by its headers; "projection" (X-ray), "plane" (in-plane spacing
+    # only) or "pixel" (no spacing: unit steps) for 2-D images without patient geometry;
+    # "frames" for multi-frame objects whose frames have no position (4th axis)
+    geometry_kind: str = ""
+    # the colour model of a colour stack as stored ("RGB", "YBR_FULL_422", "PALETTE
+    # COLOR"...); "" for greyscale. Colour stacks decode to RGB (see dicom/colour.py)
+    colour: str = ""
+    # (0008,0016) SOP Class UID of the first image
+    sop_class: str = ""
+    # display attributes of the first image (photometric, windows, LUT flags) for the
+    # ``voi`` op: plain values, sorted by key (see dicom/display.py)
+    display: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,9 @@ class Volume:
     ``data`` is (S, R, C) or (T, S, R, C) in stored units; the real value is
     ``data * slope + intercept``. ``affine_lps`` maps ``(s, r, c, 1)`` to patient LPS mm.
     ``meta`` holds acquisition fields safe for a sidecar (no patient name, ID or birth date).
+    Colour data have the structured type :data:`clisonix_cli.dicom.colour.rgb_dtype` (one
+    R, G, B triple per voxel). ``display`` holds what the ``voi`` op needs (PS3.4 N.2):
+    photometric interpretation, VOI windows or LUT, presentation LUT shape; None when unknown.
     """
 
     data: np.ndarray
@@ -149,3 +168,4 @@ class Volume:
     slope: float
     intercept: float
     meta: dict[str, Any]
+    display: dict[str, Any] | None = None

@@ -10,8 +10,8 @@ Two paths give the same values as pydicom's ``Dataset.pixel_array``:
   claim checked against the Pixel Data actually present, then decoded with an explicitly
   chosen plugin; 1-bit RLE and Deflated Image Frame Compression are decoded there too.
 
-Only greyscale stacks are converted: ``SamplesPerPixel`` 1 and MONOCHROME1/2. Colour and
-palette images raise :class:`~clisonix_cli.errors.UnsupportedImageError`.
+Colour and palette images (by the index's :class:`PixelInfo`) decode to RGB triples through
+:mod:`~clisonix_cli.dicom.colour`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from clisonix_cli.dicom.colour import is_colour, read_colour_frames
 from clisonix_cli.dicom.model import PixelInfo
 from clisonix_cli.dicom.pixels_native import (
     check_layout,
@@ -32,6 +33,7 @@ from clisonix_cli.dicom.pixels_native import (
     read_native_at,
 )
 from clisonix_cli.dicom.pixels_pydicom import read_with_pydicom
+from clisonix_cli.dicom.syntax import plugin_for
 
 __all__ = ["read_frames"]
 
@@ -102,6 +104,15 @@ def read_frames(
     name = label if label is not None else str(path)
     if info is not None and info.transfer_syntax != info.transfer_syntax.strip("\x00 "):
         info = replace(info, transfer_syntax=info.transfer_syntax.strip("\x00 "))
+    if check_greyscale and info is not None and is_colour(info):
+        if sha256 is not None:
+            hash_file(path, sha256, name)
+        rgb = read_colour_frames(path, frames, info, name, plugin_for)
+        if out is None:
+            return rgb
+        check_out(out, rgb.shape, rgb.dtype, name)
+        out[...] = rgb
+        return out
     if info is not None and native_fast_path(info):
         check_layout(
             name,

@@ -16,22 +16,25 @@ import dataclasses
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from clisonix_cli.dicom.display import display_of
 from clisonix_cli.dicom.geometry import (
     ORIENTATION_TOL,
     cluster_positions,
+    contiguous_runs,
     mosaic_grid,
     orientation_problem,
     slice_normal,
     spacing_problems,
 )
 from clisonix_cli.dicom.header import FileHeader
-from clisonix_cli.dicom.model import PixelInfo, Problem, Skipped, Stack, StackGeometry
+from clisonix_cli.dicom.model import PixelInfo, Problem, Stack, StackGeometry
+from clisonix_cli.dicom.planar import dose_positions, is_dose_grid
 from clisonix_cli.dicom.sidecar import sidecar_meta
 from clisonix_cli.errors import (
     DuplicateInstanceError,
@@ -39,7 +42,11 @@ from clisonix_cli.errors import (
     InconsistentStackError,
 )
 
-__all__ = ["build_stacks"]
+__all__ = ["GAPS"]
+
+#: ``--gaps`` choices: a series with missing slices is split into its contiguous runs
+#: (default), fails as a whole, or is kept as one volume with the gap noted.
+GAPS = ("split", "fail", "keep")
 
 
 @dataclass
@@ -66,8 +73,10 @@ class _Item:
 
     @property
     def kind(self) -> str:
-        if self.header.frames is not None or self.frame is not None:
+        if self.header.frames is not None:
             return "enhanced"
+        if self.frame is not None:
+            return "multiframe"  # legacy: frames of one file, no functional groups
         if "MOSAIC" in (self.header.get("ImageType") or ()):
             return "mosaic"  # without a CSA header: reported as a blocking problem
         return "slices"
@@ -129,6 +138,22 @@ def _items(h: FileHeader) -> list[_Item]:
     inter = 0.0 if inter is None else inter
     echo_n = v.get("EchoNumbers")
     echo_t = _float_or_none(v.get("EchoTime"))
+    if is_dose_grid(v, h.frames is not None, h.pixel.n_frames):
+        scaling = _float_or_none(v.get("DoseGridScaling"))
+        placed = dose_positions(v, h.pixel.n_frames)
+        base = _Item(
+            header=h, frame=None, ipp=None, iop=v.get("ImageOrientationPatient"),
+            spacing=v.get("PixelSpacing"),
+            slope=scaling if scaling else slope, intercept=inter,
+            echo_number=None, echo_time=None, stack_id=None, order=(),
+            slice_spacing=None,
+        )  # fmt: skip
+        if isinstance(placed, Problem):
+            return [dataclasses.replace(base, frame=0, order=(0,))]
+        return [
+            dataclasses.replace(base, frame=i, ipp=pos, order=(i,))
+            for i, pos in enumerate(placed)
+        ]
     if h.frames is None:
         return [
             _Item(
@@ -218,7 +243,11 @@ def _compat_key(
         ),
         "image_type": tuple(h.get("ImageType") or ()),
         "stack_id": item.stack_id or "",
-        "pixel_format": (px.bits_allocated, px.pixel_representation),
+        "pixel_format": (
+            (px.bits_allocated, px.pixel_representation)
+            if not _colour_of(h)
+            else (px.bits_allocated, px.pixel_representation, _colour_of(h))
+        ),
     }
 
 
@@ -299,6 +328,11 @@ class _Planned:
     label_parts: list[str]
     reason: str
     geometry_ok: bool
+    # set for stacks whose geometry is not read from slice positions (2-D images, frames)
+    geometry: StackGeometry | None = None
+    geometry_kind: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    step: tuple[float, float, float] | None = None
 
 
 def _by_acquisition(items: list[_Item]) -> dict[Any, list[_Item]]:
@@ -312,7 +346,7 @@ def _by_acquisition(items: list[_Item]) -> dict[Any, list[_Item]]:
     return acq
 
 
-def _plan_group(grp: _Group) -> list[_Planned]:
+def _plan_group(grp: _Group, gaps: str = "split") -> list[_Planned]:
     """Sort one compatible group along its normal; detect 4-D, gaps and repeats."""
     items = grp.items
     first = items[0]
@@ -366,7 +400,7 @@ def _plan_group(grp: _Group) -> list[_Planned]:
     clusters = cluster_positions([it.dist for it in items])
     counts = {len(c) for c in clusters}
     if counts == {1} or len(counts) == 1:
-        return [_finish(grp, items, clusters, problems, grp.label_parts, grp.reason)]
+        return _finish_gaps(grp, items, clusters, problems, gaps)
     # Uneven repeats: acquisitions covering different positions are separate stacks.
     acq = _by_acquisition(items)
     if len(acq) > 1:
@@ -397,6 +431,64 @@ def _plan_group(grp: _Group) -> list[_Planned]:
     return [
         _Planned(ordered, len(clusters), 1, problems, grp.label_parts, grp.reason, True)
     ]
+
+
+def _finish_gaps(
+    grp: _Group,
+    items: list[_Item],
+    clusters: list[list[int]],
+    problems: list[Problem],
+    gaps: str,
+) -> list[_Planned]:
+    """:func:`_finish`, then the ``--gaps`` choice for a stack with missing slices."""
+    whole = _finish(grp, items, clusters, problems, grp.label_parts, grp.reason)
+    gap = next(
+        (p for p in whole.problems if p.blocking and "missing slice" in p.message), None
+    )
+    if gap is None or gaps == "fail":
+        return [whole]
+    dist = [float(np.mean([items[i].dist for i in c])) for c in clusters]
+    runs = contiguous_runs(dist)
+    if gaps == "keep":
+        kept = [
+            Problem(
+                "", f"{gap.message.split(' - ')[0]}; kept as one volume (--gaps keep)"
+            )
+            if p is gap
+            else p
+            for p in whole.problems
+        ]
+        firsts = [min(items[i].dist for i in c) for c in clusters]
+        step = float(np.median(np.diff(firsts)))
+        first = whole.items[0]
+        assert first.iop is not None
+        normal = slice_normal(first.iop)
+        whole.problems = kept
+        whole.step = (
+            float(normal[0] * step),
+            float(normal[1] * step),
+            float(normal[2] * step),
+        )
+        whole.meta = {
+            "SliceGaps": [
+                {
+                    "after_index": int(run[-1]),
+                    "missing": int(round((dist[nxt[0]] - dist[run[-1]]) / step)) - 1,
+                }
+                for run, nxt in zip(runs, runs[1:], strict=False)
+            ]
+        }
+        return [whole]
+    out = []
+    for k, run in enumerate(runs, start=1):
+        sub_clusters = [clusters[i] for i in run]
+        label = grp.label_parts + [f"run{k}"]
+        reason = (grp.reason + "; " if grp.reason else "") + (
+            f"{gap.message.split(' - ')[0]}: split into its {len(runs)} contiguous runs "
+            "(--gaps split)"
+        )
+        out.append(_finish(grp, items, sub_clusters, list(problems), label, reason))
+    return out
 
 
 def _finish(
@@ -491,8 +583,8 @@ def _stack(
                 f"files use {len(syntaxes)} transfer syntaxes: {', '.join(syntaxes)}",
             )
         )
-    geometry = None
-    if planned.geometry_ok:
+    geometry = planned.geometry
+    if geometry is None and planned.geometry_ok:
         assert first.iop is not None and first.spacing is not None
         csa = h.csa or {}
         geometry = StackGeometry(
@@ -508,11 +600,19 @@ def _stack(
             mosaic_normal=tuple(csa["slice_normal"])
             if kind == "mosaic" and csa.get("slice_normal") is not None
             else None,
+            slice_step=planned.step,
         )
     key = f"{idx}-" + "-".join(planned.label_parts) if planned.label_parts else str(idx)
     meta = sidecar_meta(h.values)
     if kind == "mosaic" and h.csa and h.csa.get("slice_times_ms"):
         meta["SliceTiming"] = [round(t / 1000.0, 6) for t in h.csa["slice_times_ms"]]
+    meta.update(planned.meta)
+    colour = _colour_of(h)
+    if planned.geometry_kind:
+        meta["Geometry"] = planned.geometry_kind
+    photometric = h.pixel.photometric
+    if colour or photometric == "MONOCHROME1":
+        meta["PhotometricInterpretation"] = photometric
     bytes_per = max(1, math.ceil(px.bits_allocated / 8))
     pixels: tuple[PixelInfo, ...] = tuple(it.header.pixel for it in items)
     return Stack(
@@ -531,7 +631,7 @@ def _stack(
         bits_allocated=px.bits_allocated,
         est_bytes=rows * cols * planned.n_slices * planned.n_volumes * bytes_per,
         frames=tuple(it.frame for it in items if it.frame is not None)
-        if kind == "enhanced"
+        if kind in ("enhanced", "multiframe")
         else (),
         pixels=pixels,
         kind=kind,
@@ -540,92 +640,22 @@ def _stack(
         problems=tuple(problems),
         split_reason=planned.reason,
         meta=tuple(
-            (k, tuple(v) if isinstance(v, list) else v) for k, v in meta.items()
+            (k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(meta.items())
         ),
+        geometry_kind=planned.geometry_kind,
+        colour=colour,
+        sop_class=str(h.get("SOPClassUID") or ""),
+        display=display_of(h.values, h.pixel),
     )
 
 
-def _series_key(h: FileHeader) -> tuple[str, str]:
-    series = h.get("SeriesInstanceUID")
-    if not series:
-        folder = h.path.rsplit("/", 1)[0] if "/" in h.path else "."
-        series = f"no-series-uid:{folder}"
-    return str(h.get("StudyInstanceUID") or ""), str(series)
-
-
-def _multiframe_without_geometry(h: FileHeader) -> bool:
-    return h.frames is None and h.pixel.n_frames > 1
-
-
-def build_stacks(headers: Iterable[FileHeader]) -> tuple[list[Stack], list[Skipped]]:
-    """Group headers into stacks (sorted, split, checked) and skip duplicate instances.
-
-    Parameters
-    ----------
-    headers : iterable of FileHeader
-        Image headers (files with pixel data, greyscale), in any order.
-
-    Returns
-    -------
-    stacks : list of Stack
-        Sorted by (study UID, series number, series UID, stack index).
-    skipped : list of Skipped
-        Duplicate instances (same SOP Instance UID as a kept file), CLX-E122.
-    """
-    ordered = sorted(headers, key=lambda h: h.path)
-    skipped: list[Skipped] = []
-    kept_sop: dict[str, str] = {}
-    dup_counts: dict[str, int] = defaultdict(int)
-    series: dict[tuple[str, str], list[FileHeader]] = defaultdict(list)
-    for h in ordered:
-        sop = h.get("SOPInstanceUID")
-        if sop:
-            if sop in kept_sop:
-                kept = kept_sop[sop]
-                dup_counts[kept] += 1
-                skipped.append(
-                    Skipped(
-                        h.path,
-                        DuplicateInstanceError.code,
-                        f"duplicate instance: same (0008,0018) SOP Instance UID as {kept}, "
-                        "which is kept",
-                    )
-                )
-                continue
-            kept_sop[sop] = h.path
-        series[_series_key(h)].append(h)
-
-    stacks: list[Stack] = []
-    for skey in sorted(series, key=lambda k: (k[0], _series_sort(series[k]), k[1])):
-        hs = series[skey]
-        singles = [h for h in hs if _multiframe_without_geometry(h)]
-        rest = [h for h in hs if not _multiframe_without_geometry(h)]
-        planned: list[_Planned] = []
-        if rest:
-            for grp in _split_series([it for h in rest for it in _items(h)]):
-                planned.extend(_plan_group(grp))
-        for h in singles:
-            planned.append(_plan_multiframe(h, len(singles) + len(planned)))
-        for i, p in enumerate(planned, start=1):
-            stacks.append(_stack(p, i, len(planned), dup_counts))
-    return stacks, skipped
-
-
-def _series_sort(hs: list[FileHeader]) -> int:
-    nums = [h.get("SeriesNumber") for h in hs if h.get("SeriesNumber") is not None]
-    return min(nums) if nums else -1
-
-
-def _plan_multiframe(h: FileHeader, n: int) -> _Planned:
-    """A classic multi-frame object without per-frame geometry: kept, but not convertible."""
-    item = _items(h)[0]
-    frames = h.pixel.n_frames
-    items = [dataclasses.replace(item, frame=i, order=(i,)) for i in range(frames)]
-    problem = Problem(
-        GeometryError.code,
-        f"multi-frame object with {frames} frames but no per-frame geometry (no "
-        "(5200,9230) Per-Frame Functional Groups) - its frames have no slice positions",
-        blocking=True,
-    )
-    label = [_slug(h.path.rsplit("/", 1)[-1])] if n > 1 else []
-    return _Planned(items, frames, 1, [problem], label, "", False)
+def _colour_of(h: FileHeader) -> str:
+    """The stored colour model of a colour image ("" for greyscale)."""
+    px = h.pixel
+    if px.samples_per_pixel == 1 and px.photometric in (
+        "",
+        "MONOCHROME1",
+        "MONOCHROME2",
+    ):
+        return ""
+    return px.photometric or "?"

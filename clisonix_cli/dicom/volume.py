@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from clisonix_cli.dicom.display import apply_modality_lut, read_sequences
 from clisonix_cli.dicom.geometry import mosaic_affine, mosaic_grid, slice_affine
 from clisonix_cli.dicom.model import PixelInfo, Stack, StackGeometry, Volume
 from clisonix_cli.dicom.pixels import read_frames
@@ -320,20 +321,46 @@ def load_stack(
                 geo.pixel_spacing,
                 np.asarray(geo.positions[:s], dtype=np.float64),
                 geo.slice_spacing,
+                geo.slice_step,
             )
             per_slice = 1
+        display, extra = _display(root, stack, label)
     except ClisonixError:
         raise
     except OSError as exc:
         raise InputError(f"{label}: cannot read pixel data ({exc.strerror})") from None
-    data, slope, inter = _rescale(data, geo, per_slice)
+    if display is not None and display.get("modality_lut_data") is not None:
+        # PS3.3 C.11.1: the LUT replaces the rescale; its output is the modality value
+        data = apply_modality_lut(data, display["modality_lut_data"])
+        slope, inter = 1.0, 0.0
+    else:
+        data, slope, inter = _rescale(data, geo, per_slice)
     return Volume(
         data=data,
         affine_lps=affine,
         slope=slope,
         intercept=inter,
-        meta=_meta(stack, data.shape, affine),
+        meta=_meta(stack, data.shape, affine, extra),
+        display=display,
     )
+
+
+def _display(
+    root: Path, stack: Stack, label: str
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The stack's display attributes for the ``voi`` op, with the content of its LUT
+    sequences; and the sidecar fields read from those sequences (ultrasound regions)."""
+    if not stack.display:
+        return None, {}
+    display: dict[str, Any] = dict(stack.display)
+    display["colour"] = bool(stack.colour)
+    seqs = read_sequences(root / stack.files[0], stack.files[0], display)
+    display["voi_luts"] = seqs["voi_luts"]
+    display["modality_lut_data"] = seqs["modality_lut"]
+    extra: dict[str, Any] = {}
+    if seqs["us_regions"]:
+        extra["UltrasoundRegions"] = seqs["us_regions"]
+    return display, extra
 
 
 def _mosaic_volume(
@@ -362,10 +389,16 @@ def _mosaic_volume(
     return data, affine
 
 
-def _meta(stack: Stack, shape: tuple[int, ...], affine: np.ndarray) -> dict[str, Any]:
+def _meta(
+    stack: Stack,
+    shape: tuple[int, ...],
+    affine: np.ndarray,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in stack.meta
     }
+    meta.update(extra or {})
     spacing = [float(np.linalg.norm(affine[:3, k])) for k in range(3)]
     meta.update(
         {
@@ -447,7 +480,10 @@ def open_stack(
     """
     label, geo = _checked(stack)
     s, t = stack.n_slices, stack.n_volumes
-    if stack.kind == "mosaic" or stack.frames:
+    whole = (
+        stack.geometry_kind or stack.colour or dict(stack.display).get("modality_lut")
+    )
+    if stack.kind == "mosaic" or stack.frames or whole:
         vol = load_stack(root, stack, digests=digests)
         data = vol.data
         return StackStream(
@@ -481,6 +517,7 @@ def open_stack(
         geo.pixel_spacing,
         np.asarray(geo.positions[:s], dtype=np.float64),
         geo.slice_spacing,
+        geo.slice_step,
     )
     pairs = set(geo.rescale)
     if len(pairs) <= 1:

@@ -52,6 +52,7 @@ __all__ = [
     "sidecar_path",
     "to_jsonable",
     "write_nifti",
+    "RGB24",
 ]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -205,8 +206,15 @@ def sidecar_bytes(sidecar: Mapping[str, Any]) -> bytes:
     return (json.dumps(to_jsonable(sidecar), indent=2, sort_keys=True) + "\n").encode()
 
 
+#: NIfTI RGB24 (datatype 128): one R, G, B byte triple per voxel, as nibabel reads it.
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
 def _stored_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """The little-endian type a voxel type is stored as (bool -> uint8, float16 -> float32)."""
+    """The little-endian type a voxel type is stored as (bool -> uint8, float16 -> float32,
+    RGB of any channel width -> RGB24)."""
+    if dtype.names == ("R", "G", "B"):
+        return RGB24
     if dtype == np.bool_:
         return np.dtype("u1")
     if dtype.kind not in "iuf" or dtype.itemsize > 8:
@@ -325,7 +333,9 @@ def nifti_header(
     hdr = np.zeros((), dtype=_HEADER_DTYPE)
     hdr["sizeof_hdr"] = 348
     hdr["dim"] = [len(dims), *dims, *([1] * (7 - len(dims)))]
-    hdr["datatype"], hdr["bitpix"] = _DATATYPES[stored.str[1:]]
+    hdr["datatype"], hdr["bitpix"] = (
+        (128, 24) if stored == RGB24 else _DATATYPES[stored.str[1:]]
+    )
     hdr["pixdim"] = 1.0
     aff = nifti_affine(affine_lps)
     hdr["sform_code"] = _SCANNER
@@ -394,7 +404,21 @@ def _image_chunks(
         repetition_time_s=repetition_time_s,
     )
     yield header
-    yield from source_chunks(data, _stored_dtype(data.dtype))
+    stored = _stored_dtype(data.dtype)
+    if stored == RGB24 and data.dtype != RGB24:
+        yield from (_rgb24(slab) for slab in source_chunks(data, data.dtype))
+        return
+    yield from source_chunks(data, stored)
+
+
+def _rgb24(slab: np.ndarray) -> np.ndarray:
+    """RGB with 16- or 32-bit channels to RGB24: ``rint(x * 255 / (2**bits - 1))``, so
+    that the full range maps onto 0..255 (a 16-bit palette entry ``k * 257`` gives ``k``)."""
+    base = slab.dtype.fields["R"][0]  # type: ignore[index]
+    chan = slab.view(base).reshape(*slab.shape, 3)
+    top = float(2 ** (8 * base.itemsize) - 1)
+    small = np.rint(chan * (255.0 / top)).astype(np.uint8)
+    return np.ascontiguousarray(small).view(RGB24).reshape(slab.shape)
 
 
 def nifti_bytes(

@@ -42,12 +42,21 @@ def npy_chunks(data: np.ndarray | VolumeSource) -> Iterator[bytes | np.ndarray]:
     if data.dtype.hasobject:
         raise UsageError(f"cannot write {data.dtype} arrays as .npy without pickle")
     head = io.BytesIO()
+    shape = tuple(int(n) for n in data.shape)
+    descr = data.dtype
+    if data.dtype.names == (
+        "R",
+        "G",
+        "B",
+    ):  # RGB triples: a trailing axis of 3, same bytes
+        descr = data.dtype.fields["R"][0]  # type: ignore[index]
+        shape = (*shape, 3)
     npformat.write_array_header_1_0(
         head,
         {
-            "shape": tuple(int(n) for n in data.shape),
+            "shape": shape,
             "fortran_order": False,
-            "descr": npformat.dtype_to_descr(data.dtype),
+            "descr": npformat.dtype_to_descr(descr),
         },
     )
     yield head.getvalue()
@@ -130,6 +139,11 @@ def _write(
         "dtype": np.dtype(data.dtype).str,
         "axes": "TSRC" if len(data.shape) == 4 else "SRC",
     }
+    if data.dtype.names == ("R", "G", "B"):
+        base = data.dtype.fields["R"][0]  # type: ignore[index]
+        geometry.update(
+            shape=[*geometry["shape"], 3], dtype=base.str, axes=f"{geometry['axes']}K"
+        )
     side = sidecar_path(path)
     want = digests is not None
     try:

@@ -14,6 +14,9 @@ from clisonix_cli.errors import ShardSpecError, UsageError
 from clisonix_cli.runtime import cpu_cores
 from clisonix_cli.taskarray.writers import get_writer
 
+#: ``--gaps`` choices (:data:`clisonix_cli.dicom.series.GAPS`; ``split`` is the default).
+GAPS: tuple[str, ...] = ("split", "fail", "keep")
+
 #: Executors, as given to ``--backend``.
 BACKENDS: tuple[str, ...] = ("auto", "loky", "threads", "dask")
 
@@ -103,6 +106,8 @@ class RunConfig:
         A file listing the input files (``-`` for stdin), instead of walking ``in_dir``.
     connect_timeout : float
         Seconds to wait for a Dask scheduler before giving up (exit 3).
+    gaps : str
+        What a stack with missing slices becomes: ``split`` (default), ``fail``, ``keep``.
     """
 
     in_dir: Path
@@ -123,9 +128,15 @@ class RunConfig:
     fail_fast: bool = False
     files_from: str | None = None
     connect_timeout: float = 10.0
+    gaps: str = "split"
 
     def __post_init__(self) -> None:
         get_writer(self.format)  # an unknown format raises, listing the valid ones
+        if self.gaps not in GAPS:
+            raise UsageError(
+                f"--gaps {self.gaps!r}: choose one of {', '.join(GAPS)} (split: each run "
+                "of contiguous slices its own stack; fail; keep: one volume, gap noted)"
+            )
         if self.backend not in BACKENDS:
             raise UsageError(
                 f"--backend {self.backend!r}: unknown backend; "
@@ -194,6 +205,7 @@ class RunConfig:
         fail_fast: bool = False,
         files_from: str | None = None,
         connect_timeout: float = 10.0,
+        gaps: str = "split",
     ) -> RunConfig:
         """Build a config from command-line values.
 
@@ -226,6 +238,7 @@ class RunConfig:
             fail_fast=fail_fast,
             files_from=files_from,
             connect_timeout=connect_timeout,
+            gaps=gaps.strip().lower(),
         )
 
     @property

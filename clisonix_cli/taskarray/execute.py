@@ -157,7 +157,28 @@ def load_pipeline(config: RunConfig) -> Pipeline:
     """
     from clisonix_cli.transforms.pipeline import Pipeline
 
-    return Pipeline.from_cli(list(config.op_specs), config.pipeline_file)
+    pipeline = Pipeline.from_cli(list(config.op_specs), config.pipeline_file)
+    if config.format == "png" and not any(
+        s.op.family == "intensity" for s in pipeline.steps
+    ):
+        # PNG holds display values: the DICOM display pipeline runs first unless the
+        # pipeline maps intensities itself (recorded in the canonical pipeline and hash)
+        pipeline = Pipeline.from_steps(
+            [("voi", {}), *((s.op.name, dict(s.params)) for s in pipeline.steps)]
+        )
+    return pipeline
+
+
+def run_sha256(pipeline: Pipeline, gaps: str) -> str:
+    """The pipeline hash a run records: the pipeline's own, or with a ``--gaps`` choice
+    other than the default folded in (so default runs keep the hashes they had)."""
+    if gaps == "split":
+        return pipeline.sha256
+    import hashlib
+
+    return hashlib.sha256(
+        pipeline.canonical_json() + f"|gaps={gaps}".encode()
+    ).hexdigest()
 
 
 def scan_input(config: RunConfig) -> ScanResult:
@@ -173,7 +194,11 @@ def scan_input(config: RunConfig) -> ScanResult:
     from clisonix_cli.dicom.discover import input_files
     from clisonix_cli.dicom.index import scan
 
-    return scan(config.in_dir, files=input_files(config.in_dir, config.files_from))
+    return scan(
+        config.in_dir,
+        files=input_files(config.in_dir, config.files_from),
+        gaps=config.gaps,
+    )
 
 
 @contextlib.contextmanager
@@ -222,7 +247,7 @@ def run(
     clock = time.monotonic()
     pipeline = load_pipeline(config)
     canonical: list[dict[str, Any]] = pipeline.canonical()
-    sha: str = pipeline.sha256
+    sha: str = run_sha256(pipeline, config.gaps)
     identity = run_identity(sha, config.format)
     out_dir = config.out_dir
     merged: dict[str, Record] = {}
@@ -294,6 +319,7 @@ def _run_in(
             pipeline_sha256=sha,
             task_timeout=config.task_timeout,
             limit_blas=config.backend != "threads",
+            gaps=config.gaps,
         )
         runlog = RunLog(out_dir / STATE_DIR / part.replace("manifest", "run-log", 1))
         t_run = time.monotonic()

@@ -67,6 +67,8 @@ class TaskContext:
         Dask only: host -> worker threads on that host, to size numba threads per task.
     limit_blas : bool
         Limit BLAS to one thread around the task (process executors).
+    gaps : str
+        ``--gaps`` (recorded in each record when not the default ``split``).
     """
 
     in_dir: str
@@ -80,6 +82,7 @@ class TaskContext:
     numba_threads: int | None = None
     host_threads: Mapping[str, int] = field(default_factory=dict)
     limit_blas: bool = True
+    gaps: str = "split"
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,12 @@ def base_record(task: Task, ctx: TaskContext) -> Record:
     }
     if st.frames:
         rec["frames"] = list(st.frames)
+    if st.geometry_kind:
+        rec["geometry"] = st.geometry_kind
+    if st.colour:
+        rec["colour"] = st.colour
+    if ctx.gaps != "split":
+        rec["gaps"] = ctx.gaps
     return rec
 
 
@@ -339,10 +348,13 @@ def _load(task: Task, ctx: TaskContext, digests: dict[str, str]) -> Volume:
 def _transform(
     task: Task, ctx: TaskContext, vol: Volume, deadline: _Deadline
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Run the pipeline on each 3-D volume; stack 4-D results back along T."""
+    """Run the pipeline on each 3-D volume; stack 4-D results back along T. Colour
+    volumes run channel by channel (:func:`_transform_rgb`)."""
     from clisonix_cli.transforms.image import Image
 
     data = vol.data
+    if data.dtype.names == ("R", "G", "B"):
+        return _transform_rgb(task, ctx, vol, deadline)
     volumes = [data] if data.ndim == 3 else [data[t] for t in range(data.shape[0])]
     results: list[Image] = []
     for t, v in enumerate(volumes):
@@ -351,6 +363,7 @@ def _transform(
             affine_lps=np.asarray(vol.affine_lps, dtype=np.float64),
             slope=float(vol.slope),
             intercept=float(vol.intercept),
+            display=vol.display,
         )
         try:
             results.append(ctx.pipeline.run(img))
@@ -385,6 +398,32 @@ def _transform(
             )
     out = first.vol if data.ndim == 3 else np.stack([r.vol for r in results])
     return out, first.affine_lps, float(first.slope), float(first.intercept)
+
+
+def _transform_rgb(
+    task: Task, ctx: TaskContext, vol: Volume, deadline: _Deadline
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The pipeline on each of R, G and B; the channels keep their unsigned type (a
+    spatial op's float output is rounded and clipped back), then join as RGB again."""
+    import dataclasses
+
+    data = vol.data
+    base = data.dtype.fields["R"][0]  # type: ignore[index]
+    top = float(np.iinfo(base).max)
+    parts = []
+    for name in ("R", "G", "B"):
+        chan = dataclasses.replace(vol, data=np.ascontiguousarray(data[name]))
+        out, affine, _, _ = _transform(task, ctx, chan, deadline)
+        if out.dtype.kind == "f":
+            out = np.clip(np.rint(np.nan_to_num(out)), 0.0, top).astype(base)
+        elif out.dtype.kind in "iub" and out.dtype != base:
+            out = np.clip(out, 0, top).astype(base)
+        parts.append(out)
+    rgb = np.stack(parts, axis=-1)
+    joined = np.ascontiguousarray(rgb).view(
+        np.dtype([("R", rgb.dtype), ("G", rgb.dtype), ("B", rgb.dtype)])
+    )
+    return joined.reshape(rgb.shape[:-1]), affine, 1.0, 0.0
 
 
 def _source(

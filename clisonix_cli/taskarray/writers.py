@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from clisonix_cli.errors import UsageError
+from clisonix_cli.errors import DisplayValuesError, UsageError
 from clisonix_cli.formats.registry import (
     Source,
     VolumeSource,
@@ -34,6 +34,11 @@ def _write_dicom(
     if isinstance(src.data, VolumeSource) or src.provenance is None:
         raise UsageError(
             "the dicom writer takes a whole array and the provenance of its task"
+        )
+    if src.data.dtype.names is not None:
+        raise DisplayValuesError(
+            "derived DICOM series are written greyscale; this colour image converts to "
+            "--format nifti, nifti-gz, npy or png"
         )
     prov = src.provenance
     return write_derived(

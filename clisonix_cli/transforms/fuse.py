@@ -47,7 +47,7 @@ order. None of them depends on the thread count.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -123,6 +123,9 @@ class PointStep:
     dtype: str = "float32"
     slope: float = 1.0
     intercept: float = 0.0
+    #: For a step that is not a clamp map (a sigmoid, a lookup table): computes its output
+    #: from the chain's input volume and the map composed so far; the chain restarts there.
+    materialize: Callable[[np.ndarray, Clamp], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,9 +144,15 @@ class PointContext:
     their input values; NaN values are left out of every statistic.
     """
 
-    def __init__(self, vol: np.ndarray, clamp: Clamp) -> None:
+    def __init__(
+        self,
+        vol: np.ndarray,
+        clamp: Clamp,
+        display: Mapping[str, Any] | None = None,
+    ) -> None:
         self.vol = vol
         self.clamp = clamp
+        self.display = display  # the image's display attributes (the voi op reads them)
         self._hist: tuple[np.ndarray, np.ndarray] | None = None
 
     def _mask_args(self, mask: str, threshold: float) -> tuple[int, float]:
@@ -621,7 +630,12 @@ def run_pointwise(img: Image, steps: Sequence[tuple[Op, Mapping[str, Any]]]) -> 
     for k, (op, params) in enumerate(steps):
         if op.pointwise is None:
             raise ValueError(f"op '{op.name}' is not pointwise")
-        step = op.pointwise(PointContext(vol, clamp), params)
+        step = op.pointwise(PointContext(vol, clamp, img.display), params)
+        if step.materialize is not None:
+            vol = step.materialize(vol, clamp)
+            clamp = Clamp(step.slope, step.intercept)
+            pending = False
+            continue
         clamp = clamp.then(step.clamp)
         pending = True
         if step.dtype != "float32" and k < len(steps) - 1:

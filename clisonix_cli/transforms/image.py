@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +23,17 @@ class Image:
         upper 3x3 are the voxel spacings along (S, R, C).
     slope, intercept : float
         Pending modality rescale.
+    display : mapping, optional
+        The image's display attributes as plain values (photometric interpretation, VOI
+        windows and LUTs, presentation LUT shape), read by the ``voi`` op; the pipeline
+        carries it past ops that do not set it. None when the reader gave none.
     """
 
     vol: np.ndarray
     affine_lps: np.ndarray
     slope: float = 1.0
     intercept: float = 0.0
+    display: Mapping[str, Any] | None = None
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:

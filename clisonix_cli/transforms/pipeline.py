@@ -14,7 +14,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -344,11 +344,14 @@ class Pipeline:
         position = 0
         for group in self.segments():
             position += len(group)
+            before = img
             try:
                 if group[0].op.pointwise is not None:
                     img = run_pointwise(img, [(s.op, s.params) for s in group])
                 else:
                     img = group[0].op.apply(img, **group[0].params)
+                if img.display is None and before.display is not None:
+                    img = replace(img, display=before.display)  # carried past the op
             except ClisonixError:
                 raise
             except (ValueError, ArithmeticError, MemoryError, TypeError) as exc:

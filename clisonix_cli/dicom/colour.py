@@ -197,30 +197,27 @@ def read_colour_frames(
             else UnsupportedImageError
         )
         raise cls(f"{name}: {problem[1]}")
-    from pydicom import dcmread
     from pydicom.pixels.processing import apply_color_lut
     from pydicom.pixels.utils import pixel_array
 
     from clisonix_cli.dicom.pixels_native import frame_indices
+    from clisonix_cli.dicom.pixels_pydicom import read_dataset, transfer_syntax_of
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            ds = dcmread(path)
-        except Exception as exc:  # noqa: BLE001 - the index read it: report one line
-            raise DecodeError(
-                f"{name}: cannot be read again ({type(exc).__name__})"
-            ) from None
+        ds = read_dataset(path, name)
         n_frames = max(int(ds.get("NumberOfFrames", 1) or 1), 1)
         idx = frame_indices(frames, n_frames, name)
         palette = info.photometric == "PALETTE COLOR"
         if palette:
             _check_palette(ds, name)
-        ts = (
-            str(ds.file_meta.get("TransferSyntaxUID", ""))
-            if hasattr(ds, "file_meta")
-            else ""
-        )
+        ts = transfer_syntax_of(ds)
+        if not str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or ""):
+            from pydicom.dataset import FileMetaDataset
+
+            meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+            meta.TransferSyntaxUID = ts  # no file meta (ACR-NEMA style): as guessed
+            ds.file_meta = meta
         found = plugin_for(ts) if ts else None
         plugin = found[0] if found else ""
         try:

@@ -53,6 +53,7 @@ from clisonix_cli.errors import (
 __all__ = [
     "file_has_pixel_tag",
     "first_line",
+    "read_dataset",
     "read_with_pydicom",
     "transfer_syntax_of",
 ]
@@ -73,6 +74,17 @@ def file_has_pixel_tag(path: Path) -> bool:
                 return True
             tail = block[-3:]
     return False
+
+
+def read_dataset(path: Path, name: str) -> Any:
+    """The whole dataset of a file (pixels included), read with or without a preamble.
+
+    Raises
+    ------
+    InputError, TruncatedFileError
+        One line naming the file, as every reader here.
+    """
+    return _dcmread(path, name)
 
 
 def _dcmread(path: Path, name: str) -> Any:

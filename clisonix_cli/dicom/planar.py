@@ -89,6 +89,8 @@ def _pair(values: Mapping[str, Any], keyword: str, tag: str) -> tuple[float, ...
     if raw is None:
         return ()
     vals = tuple(float(v) for v in raw)
+    if vals == (0.0, 0.0) and keyword == "PixelSpacing":
+        return ()  # "not known" as some writers put it: the next source decides
     if len(vals) != 2:
         return f"{tag} '{_SPACED[keyword]}' has {len(vals)} values, expected 2"
     if not all(np.isfinite(v) and v > 0 for v in vals):

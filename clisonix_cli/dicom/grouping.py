@@ -104,7 +104,9 @@ def build_stacks(
         planar = [
             h
             for h in hs
-            if h.frames is None and not has_plane(h.values) and h not in singles
+            if h.frames is None
+            and not h.get("ImageOrientationPatient")
+            and h not in singles
         ]
         rest = [h for h in hs if h not in singles and h not in planar]
         planned: list[_Planned] = []

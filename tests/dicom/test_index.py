@@ -16,7 +16,6 @@ from clisonix_cli.errors import (
     NoPixelDataError,
     PixelDataSizeError,
     TruncatedFileError,
-    UnsupportedImageError,
 )
 
 MakeSlice = Callable[..., Path]
@@ -263,13 +262,14 @@ def test_enhanced_and_sr_and_colour(shared_data: Path, tmp_path: Path) -> None:
     shutil.copy(sr, tmp_path / "report.sr")
     res = scan(tmp_path)
     codes = {s.path: s.code for s in res.skipped}
-    assert codes == {
-        "SC_rgb.dcm": UnsupportedImageError.code,
-        "report.sr": NoPixelDataError.code,
-    }
+    assert codes == {"report.sr": NoPixelDataError.code}
+    assert "SR Storage" in res.skipped[0].reason  # names the non-image kind
     kinds = {s.files[0]: s for s in res.stacks}
     ect = kinds["eCT_Supplemental.dcm"]
     assert ect.kind == "enhanced" and ect.n_slices == 2 and ect.frames == (1, 0)
     assert ect.geometry is not None and ect.geometry.rescale[0] == (1.0, -1024.0)
-    emri = kinds["emri_small.dcm"]
-    assert emri.n_slices == 10 and any(p.blocking for p in emri.problems)
+    emri = kinds["emri_small.dcm"]  # legacy multi-frame: no per-frame position
+    assert (emri.n_slices, emri.n_volumes, emri.geometry_kind) == (1, 10, "frames")
+    assert not any(p.blocking for p in emri.problems)
+    rgb = kinds["SC_rgb.dcm"]  # a colour secondary capture: 2-D, unit pixels
+    assert (rgb.colour, rgb.geometry_kind) == ("RGB", "pixel")

@@ -88,15 +88,45 @@ def test_oblique_slices_sorted_by_position_not_instance_number(
     np.testing.assert_allclose(aff[:3, 0], normal * 1.5, atol=1e-6)
 
 
-def test_missing_slice_is_blocking(make_slice: MakeSlice, tmp_path: Path) -> None:
+def test_missing_slice_is_blocking_with_gaps_fail(
+    make_slice: MakeSlice, tmp_path: Path
+) -> None:
     _series(make_slice, tmp_path, [0, 2, 4, 8, 10])
-    st = scan(tmp_path).stacks[0]
+    st = scan(tmp_path, gaps="fail").stacks[0]
     blocking = [p for p in st.problems if p.blocking]
     assert len(blocking) == 1
     assert blocking[0].code == InconsistentStackError.code
     assert "1 missing slice" in blocking[0].message
     with pytest.raises(InconsistentStackError, match="missing slice"):
         load_stack(tmp_path, st)
+
+
+def test_missing_slices_split_into_runs_by_default(
+    make_slice: MakeSlice, tmp_path: Path
+) -> None:
+    _series(make_slice, tmp_path, [0, 2, 4, 10, 12, 14, 16])
+    stacks = scan(tmp_path).stacks
+    assert [(s.stack_key, s.n_slices) for s in stacks] == [("1-run1", 3), ("2-run2", 4)]
+    for st in stacks:
+        assert not any(p.blocking for p in st.problems)
+        assert (
+            "2 missing slice(s)" in st.split_reason
+            and "--gaps split" in st.split_reason
+        )
+    second = load_stack(tmp_path, stacks[1])
+    np.testing.assert_allclose(second.affine_lps[:3, 0], [0, 0, 2])
+    assert second.affine_lps[2, 3] == pytest.approx(10.0)
+
+
+def test_missing_slices_kept_as_one_volume(
+    make_slice: MakeSlice, tmp_path: Path
+) -> None:
+    _series(make_slice, tmp_path, [0, 2, 4, 10, 12, 14, 16])
+    (st,) = scan(tmp_path, gaps="keep").stacks
+    assert st.n_slices == 7 and not any(p.blocking for p in st.problems)
+    vol = load_stack(tmp_path, st)
+    np.testing.assert_allclose(vol.affine_lps[:3, 0], [0, 0, 2])  # the usual step
+    assert vol.meta["SliceGaps"] == [{"after_index": 2, "missing": 2}]
 
 
 def test_uneven_spacing_is_blocking(make_slice: MakeSlice, tmp_path: Path) -> None:

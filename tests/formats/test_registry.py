@@ -53,6 +53,15 @@ def _read_npy(path: Path) -> np.ndarray:
     return arr * side["slope"] + side["intercept"]
 
 
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image as PILImage
+
+    side = json.loads(path.with_name(path.name[:-4] + ".json").read_text())
+    planes = [np.asarray(PILImage.open(path.with_name(f))) for f in side["files"]]
+    arr = np.stack(planes).reshape(side["shape"]).astype(np.float64)
+    return arr * side["slope"] + side["intercept"]
+
+
 def _read_dicom(path: Path) -> np.ndarray:
     import pydicom
 
@@ -75,6 +84,7 @@ READERS: dict[str, Callable[[Path], np.ndarray]] = {
     "nifti": _read_nifti,
     "nifti-gz": _read_nifti,
     "npy": _read_npy,
+    "png": _read_png,
     "dicom": _read_dicom,
 }
 
@@ -170,10 +180,12 @@ def test_the_sidecar_is_built_after_the_data_are_written(tmp_path: Path) -> None
         seen: list[bool] = []
 
         def late(target: Path = target, seen: list[bool] = seen) -> dict[str, Any]:
-            seen.append(target.exists())  # the data are already in place
+            # the data are already in place (png: one file per plane, v_0000.png...)
+            seen.append(target.exists() or any(tmp_path.glob(f"v_*{writer.suffix}")))
             return {"Modality": "MR"}
 
-        source = replace(_source(_data(3, "i")), sidecar=late)
+        kind = "i" if "i" in writer.kinds else writer.kinds[0]
+        source = replace(_source(_data(3, kind)), sidecar=late)
         paths = writer.write(target, source, None)
         wrote_sidecar = any(p.suffix == ".json" for p in paths)
         assert seen == ([True] if wrote_sidecar else []), writer.name
@@ -195,7 +207,7 @@ def test_unknown_format_error_unchanged(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     message = (
         "--format 'bogus': unknown output format; "
-        "choose one of nifti, nifti-gz, npy, dicom"
+        "choose one of nifti, nifti-gz, npy, png, dicom"
     )
     with pytest.raises(UsageError) as caught:
         RunConfig(in_dir=tmp_path / "in", out_dir=tmp_path / "out", format="bogus")

@@ -77,7 +77,7 @@ def test_config_validation(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--resume and --overwrite"):
         RunConfig(**base, resume=True, overwrite=True)
     with pytest.raises(UsageError, match="--format"):
-        RunConfig(**base, format="png")
+        RunConfig(**base, format="tiff")
     with pytest.raises(UsageError, match="--backend"):
         RunConfig(**base, backend="mpi")
     with pytest.raises(UsageError, match="inside IN_DIR"):

@@ -179,9 +179,11 @@ def test_the_sidecar_is_built_after_the_data_are_written(tmp_path: Path) -> None
         target = tmp_path / f"v{writer.suffix}"
         seen: list[bool] = []
 
-        def late(target: Path = target, seen: list[bool] = seen) -> dict[str, Any]:
+        def late(
+            target: Path = target, seen: list[bool] = seen, suffix: str = writer.suffix
+        ) -> dict[str, Any]:
             # the data are already in place (png: one file per plane, v_0000.png...)
-            seen.append(target.exists() or any(tmp_path.glob(f"v_*{writer.suffix}")))
+            seen.append(target.exists() or any(tmp_path.glob(f"v_*{suffix}")))
             return {"Modality": "MR"}
 
         kind = "i" if "i" in writer.kinds else writer.kinds[0]

@@ -355,11 +355,14 @@ def mosaic_grid(rows: int, cols: int, n_tiles: int) -> tuple[int, int, int]:
             "missing or corrupt"
         )
     per_side = math.ceil(math.sqrt(n_tiles))
-    if rows % per_side or cols % per_side:
+    if rows // per_side < 2 or cols // per_side < 2:
         raise GeometryError(
             f"a {rows}x{cols} mosaic does not divide into a {per_side}x{per_side} grid of "
             f"{n_tiles} tiles - the CSA NumberOfImagesInMosaic does not match the image"
         )
+    # Tiles that do not fill the mosaic exactly (a 256x256 mosaic of 7x7 tiles of 36x36):
+    # the tile is the whole number of pixels that fit, the rest of the frame is padding,
+    # as dcm2niix reads it.
     return per_side, rows // per_side, cols // per_side
 
 

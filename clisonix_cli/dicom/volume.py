@@ -84,9 +84,8 @@ def unpack_mosaic(frame: np.ndarray, n_tiles: int) -> np.ndarray:
     per_side, tile_rows, tile_cols = mosaic_grid(
         frame.shape[0], frame.shape[1], n_tiles
     )
-    tiles = frame.reshape(per_side, tile_rows, per_side, tile_cols).transpose(
-        0, 2, 1, 3
-    )
+    used = frame[: per_side * tile_rows, : per_side * tile_cols]  # padding dropped
+    tiles = used.reshape(per_side, tile_rows, per_side, tile_cols).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(
         tiles.reshape(per_side * per_side, tile_rows, tile_cols)[:n_tiles]
     )

@@ -223,8 +223,9 @@ def test_slice_affine_single_slice_and_mosaic_grid() -> None:
         aff[:3, :], [[0, 0, 0.25, 1], [0, 0.5, 0, 2], [4, 0, 0, 3]]
     )
     assert mosaic_grid(384, 384, 35) == (6, 64, 64)
+    assert mosaic_grid(256, 256, 48) == (7, 36, 36)  # tiles that do not fill it
     with pytest.raises(GeometryError, match="does not divide"):
-        mosaic_grid(100, 100, 35)
+        mosaic_grid(10, 10, 35)
 
 
 def test_unpack_mosaic_and_its_affine() -> None:

@@ -34,7 +34,12 @@ from clisonix_cli.dicom.series import (
 )
 from clisonix_cli.errors import DuplicateInstanceError, GeometryError
 
-__all__ = ["GAPS", "build_stacks"]
+__all__ = ["GAPS", "TOMOGRAPHIC", "build_stacks"]
+
+#: Modalities whose multi-frame objects without per-frame positions put their frames on
+#: the 4th axis (they are slices or time points of a cross-section, not a cine loop).
+TOMOGRAPHIC = frozenset({"MR", "CT", "PT", "NM"})
+_FOURTH = "4th axis: the frames have no per-frame position"
 
 
 def _series_key(h: FileHeader) -> tuple[str, str]:
@@ -144,12 +149,31 @@ def _plan_multiframe(h: FileHeader, n: int) -> _Planned:
             items, frames, 1, [problem] if problem else [], label, "", False
         )
     if not has_plane(h.values):
+        # cine loops (ultrasound, X-ray, captures): frames on the 3rd axis; the frames of
+        # a tomographic modality without positions (legacy MR, NM): the 4th axis
+        fourth = frames > 1 and str(h.get("Modality") or "") in TOMOGRAPHIC
         geo, kind, meta, problems = planar_geometry(
-            h.values, px.rows, px.cols, frames, len(items)
+            h.values, px.rows, px.cols, 1 if fourth else frames, len(items)
         )
         if geo is not None:
             geo = dataclasses.replace(
-                geo, rescale=tuple((it.slope, it.intercept) for it in items)
+                geo,
+                rescale=tuple((it.slope, it.intercept) for it in items),
+                positions=geo.positions * len(items) if fourth else geo.positions,
+            )
+        if fourth:
+            meta["FrameAxis"] = _FOURTH
+            return _Planned(
+                items,
+                1,
+                frames,
+                problems,
+                label,
+                "",
+                geo is not None,
+                geo,
+                "frames",
+                meta,
             )
         return _Planned(
             items, frames, 1, problems, label, "", geo is not None, geo, kind, meta
@@ -173,8 +197,5 @@ def _plan_multiframe(h: FileHeader, n: int) -> _Planned:
         rescale=tuple((it.slope, it.intercept) for it in items),
         slice_spacing=item.slice_spacing,
     )
-    meta = {
-        **planar_meta(h.values),
-        "FrameAxis": "4th axis: the frames have no per-frame position",
-    }
+    meta = {**planar_meta(h.values), "FrameAxis": _FOURTH}
     return _Planned(items, 1, frames, problems, label, "", True, geo, "frames", meta)

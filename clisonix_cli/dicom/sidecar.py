@@ -16,6 +16,9 @@ __all__ = ["FORBIDDEN", "SAFE_FIELDS", "sidecar_meta"]
 # Keyword -> DICOM unit note (documented in docs/scan.md; values keep DICOM units).
 SAFE_FIELDS: dict[str, str] = {
     "BodyPartExamined": "",
+    "DoseSummationType": "",
+    "DoseType": "",
+    "DoseUnits": "",
     "ConvolutionKernel": "",
     "EchoNumbers": "",
     "EchoTime": "ms",

@@ -270,6 +270,6 @@ def test_enhanced_and_sr_and_colour(shared_data: Path, tmp_path: Path) -> None:
     assert ect.geometry is not None and ect.geometry.rescale[0] == (1.0, -1024.0)
     emri = kinds["emri_small.dcm"]  # legacy multi-frame: no per-frame position
     assert (emri.n_slices, emri.n_volumes, emri.geometry_kind) == (1, 10, "frames")
-    assert not any(p.blocking for p in emri.problems)
-    rgb = kinds["SC_rgb.dcm"]  # a colour secondary capture: 2-D, unit pixels
-    assert (rgb.colour, rgb.geometry_kind) == ("RGB", "pixel")
+    assert not any(p.blocking for p in emri.problems) and emri.geometry is not None
+    rgb = kinds["SC_rgb.dcm"]  # a colour secondary capture: 2-D, its Pixel Spacing
+    assert (rgb.colour, rgb.geometry_kind) == ("RGB", "plane")

@@ -139,15 +139,6 @@ def _write(
     stem = path.with_name(path.name[: -len(".png")])
     targets = png_planes(stem, planes.shape[0])
     aff = np.asarray(src.affine_lps, dtype=np.float64)
-    doc: dict[str, Any] = {
-        **(src.sidecar() if src.sidecar is not None else {}),
-        "affine_lps": aff.tolist(),
-        "slope": float(src.slope),
-        "intercept": float(src.intercept),
-        "shape": [int(n) for n in data.shape],
-        "axes": "TSRC" if data.ndim == 4 else "SRC",
-        "files": [p.name for p in targets],
-    }
     want = digests is not None
     written: list[Path] = []
     try:
@@ -158,6 +149,17 @@ def _write(
             if digests is not None and sha is not None:
                 digests[target] = sha
             written.append(target)
+        # the sidecar is built once the data are written (it may hold facts gathered
+        # while they were read, e.g. the digest of the inputs)
+        doc: dict[str, Any] = {
+            **(src.sidecar() if src.sidecar is not None else {}),
+            "affine_lps": aff.tolist(),
+            "slope": float(src.slope),
+            "intercept": float(src.intercept),
+            "shape": [int(n) for n in data.shape],
+            "axes": "TSRC" if data.ndim == 4 else "SRC",
+            "files": [p.name for p in targets],
+        }
         side = stem.with_name(stem.name + ".json")
         sha = atomic_write_bytes(side, sidecar_bytes(doc), digest=want)
         if digests is not None and sha is not None:

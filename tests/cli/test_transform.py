@@ -39,7 +39,7 @@ def test_bad_pipeline_exits_2_before_reading_input(
     [
         (["--shard", "3/3"], "CLX-E021"),
         (["--resume", "--overwrite"], "CLX-E001"),
-        (["--format", "png"], "CLX-E001"),
+        (["--format", "tiff"], "CLX-E001"),
         (["--backend", "threads", "--scheduler", "tcp://127.0.0.1:1"], "CLX-E001"),
     ],
 )
@@ -214,7 +214,7 @@ def test_fail_fast_summary_counts_cancelled_tasks_in_one_line(
     first = sorted(in_dir.rglob("*.dcm"))[0].parent
     (first / "IM00004.dcm").unlink()  # a gap: that series fails (CLX-E121)
     args = [str(in_dir), str(tmp_path / "out"), "--jobs", "1", "--backend", "threads"]
-    result = _invoke([*args, "--fail-fast"])
+    result = _invoke([*args, "--fail-fast", "--gaps", "fail"])
     assert result.exit_code == 1, result.output
     summary = [ln for ln in result.stderr.splitlines() if not ln.startswith("[")]
     cancelled = [ln for ln in summary if ln.startswith("CLX-E152")]

@@ -89,6 +89,16 @@ def _human_bytes(n: int) -> str:
     return f"{size:.1f} TiB"
 
 
+def _kind(st: dict[str, Any]) -> str:
+    """Storage kind, then the geometry and colour model when they are not the usual."""
+    parts = [st["kind"]]
+    if st["geometry"] != "volume":
+        parts.append(st["geometry"])
+    if st["colour"] != "greyscale":
+        parts.append(st["colour"])
+    return escape(" ".join(parts))
+
+
 def _render(doc: dict[str, Any]) -> None:
     """Human report: the stack table on stdout, problems and skipped files summarised."""
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -134,7 +144,7 @@ def _render(doc: dict[str, Any]) -> None:
                     escape(series["series_description"]),
                     escape(series["modality"]),
                     escape(st["stack_key"]),
-                    st["kind"],
+                    _kind(st),
                     shape,
                     spacing,
                     _human_bytes(st["est_bytes"]),
@@ -149,6 +159,17 @@ def _render(doc: dict[str, Any]) -> None:
             dec = t["decoder"] or "[red]none installed[/red]"
             ts.add_row(escape(t["name"]), t["uid"], str(t["files"]), dec)
         out.print(ts)
+    if doc["objects"]:
+        out.print(
+            escape(
+                "objects: "
+                + ", ".join(f"{t['name']} {t['count']}" for t in doc["objects"])
+                + "; geometry: "
+                + ", ".join(f"{t['name']} {t['count']}" for t in doc["geometry_kinds"])
+                + "; colour: "
+                + ", ".join(f"{t['name']} {t['count']}" for t in doc["colour_models"])
+            )
+        )
     out.print(
         escape(
             f"{counts['files']} files: {counts['dicom']} DICOM, {counts['non_dicom']} not "

@@ -16,6 +16,41 @@ __all__ = ["SCAN_SCHEMA", "scan_document", "stack_document"]
 
 SCAN_SCHEMA = "clisonix.scan/1"
 
+#: Short names of the image SOP classes (PS3.4 B.5), for the scan's "object" field.
+_OBJECTS = {
+    "1.2.840.10008.5.1.4.1.1.1": "CR",
+    "1.2.840.10008.5.1.4.1.1.1.1": "DX",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "DX (for processing)",
+    "1.2.840.10008.5.1.4.1.1.1.2": "MG",
+    "1.2.840.10008.5.1.4.1.1.1.2.1": "MG (for processing)",
+    "1.2.840.10008.5.1.4.1.1.1.3": "IO",
+    "1.2.840.10008.5.1.4.1.1.1.3.1": "IO (for processing)",
+    "1.2.840.10008.5.1.4.1.1.2": "CT",
+    "1.2.840.10008.5.1.4.1.1.2.1": "enhanced CT",
+    "1.2.840.10008.5.1.4.1.1.3.1": "US multi-frame",
+    "1.2.840.10008.5.1.4.1.1.4": "MR",
+    "1.2.840.10008.5.1.4.1.1.4.1": "enhanced MR",
+    "1.2.840.10008.5.1.4.1.1.6.1": "US",
+    "1.2.840.10008.5.1.4.1.1.7": "secondary capture",
+    "1.2.840.10008.5.1.4.1.1.7.1": "SC multi-frame (1-bit)",
+    "1.2.840.10008.5.1.4.1.1.7.2": "SC multi-frame (byte)",
+    "1.2.840.10008.5.1.4.1.1.7.3": "SC multi-frame (word)",
+    "1.2.840.10008.5.1.4.1.1.7.4": "SC multi-frame (true colour)",
+    "1.2.840.10008.5.1.4.1.1.12.1": "XA",
+    "1.2.840.10008.5.1.4.1.1.12.2": "RF",
+    "1.2.840.10008.5.1.4.1.1.20": "NM",
+    "1.2.840.10008.5.1.4.1.1.30": "parametric map",
+    "1.2.840.10008.5.1.4.1.1.66.4": "segmentation",
+    "1.2.840.10008.5.1.4.1.1.128": "PET",
+    "1.2.840.10008.5.1.4.1.1.481.1": "RT image",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT dose",
+}
+
+
+def object_kind(stack: Stack) -> str:
+    """A short name of a stack's object (its SOP class, else its modality)."""
+    return _OBJECTS.get(stack.sop_class) or stack.modality or "image"
+
 
 def _stack_spacing(stack: Stack) -> list[float] | None:
     geo = stack.geometry
@@ -60,6 +95,9 @@ def stack_document(stack: Stack) -> dict[str, Any]:
         "transfer_syntax": stack.transfer_syntax,
         "bits_allocated": stack.bits_allocated,
         "est_bytes": stack.est_bytes,
+        "object": object_kind(stack),
+        "geometry": stack.geometry_kind or "volume",
+        "colour": stack.colour or "greyscale",
         "convertible": not any(p.blocking for p in stack.problems),
         "split_reason": stack.split_reason,
         "problems": [
@@ -122,6 +160,9 @@ def scan_document(result: ScanResult) -> dict[str, Any]:
             {"uid": uid, **info}
             for uid, info in sorted(result.transfer_syntaxes.items())
         ],
+        "objects": _tally(object_kind(st) for st in result.stacks),
+        "geometry_kinds": _tally(st.geometry_kind or "volume" for st in result.stacks),
+        "colour_models": _tally(st.colour or "greyscale" for st in result.stacks),
         "studies": [
             {"study_uid": uid, "series": list(series.values())}
             for uid, series in studies.items()
@@ -132,6 +173,14 @@ def scan_document(result: ScanResult) -> dict[str, Any]:
         "skipped_by_code": dict(sorted(by_code.items())),
         "non_dicom": list(result.non_dicom),
     }
+
+
+def _tally(names: Any) -> list[dict[str, Any]]:
+    """``[{"name", "count"}]`` sorted by name (names are data, not field names)."""
+    out: dict[str, int] = {}
+    for name in names:
+        out[name] = out.get(name, 0) + 1
+    return [{"name": k, "count": v} for k, v in sorted(out.items())]
 
 
 def _summary_of(code: str) -> str:

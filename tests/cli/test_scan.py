@@ -183,3 +183,29 @@ def test_grouped_skip_line_does_not_give_one_reason_for_all(
     line = next(ln for ln in result.stderr.splitlines() if ln.startswith("CLX-E172"))
     assert "2 file(s) skipped in ./ for 2 different reasons" in line
     assert "e.g. c0.dcm: " in line and "YBR_FULL" in line
+
+
+def test_json_reports_object_kinds_geometry_and_colour(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    src = shared_data / "pydicom-data"
+    for name in ("SC_rgb.dcm", "OBXXXX1A.dcm", "emri_small.dcm", "RG1_J2KI.dcm"):
+        shutil.copy(src / name, tmp_path / name)
+    result = _run(str(tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    stacks = {
+        st["object"] + "/" + st["geometry"] + "/" + st["colour"]
+        for study in doc["studies"]
+        for series in study["series"]
+        for st in series["stacks"]
+    }
+    assert "secondary capture/plane/RGB" in stacks
+    assert "enhanced MR/frames/greyscale" in stacks
+    assert any(s.endswith("/PALETTE COLOR") for s in stacks)
+    assert {"name": "frames", "count": 1} in doc["geometry_kinds"]
+    assert {"name": "RGB", "count": 1} in doc["colour_models"]
+    table = _run(str(tmp_path))
+    assert "geometry: " in table.stdout and "PALETTE COLOR" in table.stdout

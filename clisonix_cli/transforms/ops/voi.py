@@ -46,6 +46,7 @@ from clisonix_cli.transforms.fuse import (
     Clamp,
     PointContext,
     PointStep,
+    _mapv,
     apply_one,
 )
 from clisonix_cli.transforms.image import Image
@@ -187,11 +188,7 @@ def _display(
         start = ch * CHUNK
         stop = min(start + CHUNK, n)
         for i in range(start, stop):
-            x = src[i] * a + b
-            if x < lo:
-                x = lo
-            if x > hi:
-                x = hi
+            x = _mapv(src[i], a, b, lo, hi)
             if x != x:
                 y = 0.0
             elif mode == 0:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from clisonix_cli.dicom.header import FileHeader
+from clisonix_cli.dicom.header import NM_VECTORS, FileHeader
 from clisonix_cli.dicom.model import Problem, Skipped, Stack, StackGeometry
 from clisonix_cli.dicom.planar import (
     dose_positions,
@@ -20,6 +20,7 @@ from clisonix_cli.dicom.planar import (
     frame_time_problems,
     has_plane,
     is_dose_grid,
+    nm_groups,
     planar_geometry,
     planar_meta,
 )
@@ -120,7 +121,10 @@ def build_stacks(
                 planned.extend(_plan_group(grp, gaps))
         n_own = len(singles) + len(planar) + len(planned)
         for h in planar + singles:
-            planned.append(_plan_multiframe(h, n_own))
+            if h.get("FrameIncrementPointer") and str(h.get("Modality") or "") == "NM":
+                planned.extend(_plan_nm(h, n_own))
+            else:
+                planned.append(_plan_multiframe(h, n_own))
         for i, p in enumerate(planned, start=1):
             stacks.append(_stack(p, i, len(planned), dup_counts))
     return stacks, skipped
@@ -131,35 +135,83 @@ def _series_sort(hs: list[FileHeader]) -> int:
     return min(nums) if nums else -1
 
 
-def _plan_multiframe(h: FileHeader, n: int) -> _Planned:
-    """One file as its own stack: a 2-D image (its frames on the 3rd axis) when it carries
-    no plane, else the frames of one plane on the 4th axis (legacy multi-frame)."""
+def _plan_nm(h: FileHeader, n: int) -> list[_Planned]:
+    """An NM multi-frame object: one stack per detector, energy window, phase... (its
+    frame index vectors), each placed slice by slice when it is a reconstructed tomogram."""
+    groups = nm_groups(h.values, h.pixel.n_frames)
+    if isinstance(groups, Problem):
+        label = [_slug(h.path.rsplit("/", 1)[-1])] if n > 1 else []
+        return [_Planned(_items(h)[:1], 1, 1, [groups], label, "", False)]
+    names = [
+        NM_VECTORS[t]
+        for t in h.get("FrameIncrementPointer") or ()
+        if t in NM_VECTORS and NM_VECTORS[t] != "SliceVector"
+    ]
+    reason = (
+        f"the NM object's frames form {len(groups)} stacks by {', '.join(names)} "
+        "(PS3.3 C.8.4.8)"
+        if len(groups) > 1
+        else ""
+    )
+    return [
+        _plan_multiframe(h, n, ids, extra, reason, positions)
+        for extra, ids, positions in groups
+    ]
+
+
+def _plan_multiframe(
+    h: FileHeader,
+    n: int,
+    frame_ids: list[int] | None = None,
+    label_extra: Sequence[str] = (),
+    reason: str = "",
+    positions: list[tuple[float, float, float]] | None = None,
+) -> _Planned:
+    """One file (or some of its frames) as its own stack: a 2-D image (frames on the 3rd
+    axis) when it carries no plane, else the frames of one plane on the 4th axis (legacy
+    multi-frame), or slices at ``positions`` (an NM tomogram)."""
     item = _items(h)[0]
     px = h.pixel
-    frames = px.n_frames
-    label = [_slug(h.path.rsplit("/", 1)[-1])] if n > 1 else []
-    if frames > 1:
-        items = [dataclasses.replace(item, frame=i, order=(i,)) for i in range(frames)]
+    ids = list(range(px.n_frames)) if frame_ids is None else frame_ids
+    frames = len(ids)
+    label = ([_slug(h.path.rsplit("/", 1)[-1])] if n > 1 else []) + list(label_extra)
+    if px.n_frames > 1:
+        items = [
+            dataclasses.replace(item, frame=i, order=(k,)) for k, i in enumerate(ids)
+        ]
     else:
         items = [item]
+    geo: StackGeometry | None = None
+    if positions is not None and item.spacing is not None and item.iop is not None:
+        geo = StackGeometry(
+            orientation=tuple(float(v) for v in item.iop),
+            pixel_spacing=(float(item.spacing[0]), float(item.spacing[1])),
+            positions=tuple(positions),
+            rescale=tuple((it.slope, it.intercept) for it in items),
+            slice_spacing=item.slice_spacing,
+        )
+        meta = planar_meta(h.values)
+        problems = frame_time_problems(h.values, px.n_frames)
+        return _Planned(items, frames, 1, problems, label, reason, True, geo, "", meta)
     if h.get("GridFrameOffsetVector") is not None and has_plane(h.values):
         placed = dose_positions(h.values, frames)
         problem = placed if isinstance(placed, Problem) else None
         return _Planned(
-            items, frames, 1, [problem] if problem else [], label, "", False
+            items, frames, 1, [problem] if problem else [], label, reason, False
         )
     if not has_plane(h.values):
         # cine loops (ultrasound, X-ray, captures): frames on the 3rd axis; the frames of
         # a tomographic modality without positions (legacy MR, NM): the 4th axis
         fourth = frames > 1 and str(h.get("Modality") or "") in TOMOGRAPHIC
-        geo, kind, meta, problems = planar_geometry(
+        flat, kind, meta, problems = planar_geometry(
             h.values, px.rows, px.cols, 1 if fourth else frames, len(items)
         )
-        if geo is not None:
+        problems += frame_time_problems(h.values, px.n_frames)
+        if flat is not None:
             geo = dataclasses.replace(
-                geo,
+                flat,
                 rescale=tuple((it.slope, it.intercept) for it in items),
-                positions=geo.positions * len(items) if fourth else geo.positions,
+                positions=flat.positions * len(items) if fourth else flat.positions,
             )
         if fourth:
             meta["FrameAxis"] = _FOURTH
@@ -169,17 +221,17 @@ def _plan_multiframe(h: FileHeader, n: int) -> _Planned:
                 frames,
                 problems,
                 label,
-                "",
+                reason,
                 geo is not None,
                 geo,
                 "frames",
                 meta,
             )
         return _Planned(
-            items, frames, 1, problems, label, "", geo is not None, geo, kind, meta
+            items, frames, 1, problems, label, reason, geo is not None, geo, kind, meta
         )
     # a plane without per-frame positions: the frames go on the 4th axis
-    problems = frame_time_problems(h.values, frames)
+    problems = frame_time_problems(h.values, px.n_frames)
     spacing = item.spacing
     if spacing is None or len(spacing) != 2 or min(spacing) <= 0:
         geo_problem = Problem(
@@ -188,7 +240,7 @@ def _plan_multiframe(h: FileHeader, n: int) -> _Planned:
             "whose frames have no per-frame position",
             blocking=True,
         )
-        return _Planned(items, 1, frames, [geo_problem], label, "", False)
+        return _Planned(items, 1, frames, [geo_problem], label, reason, False)
     assert item.iop is not None and item.ipp is not None
     geo = StackGeometry(
         orientation=tuple(float(v) for v in item.iop),
@@ -198,4 +250,6 @@ def _plan_multiframe(h: FileHeader, n: int) -> _Planned:
         slice_spacing=item.slice_spacing,
     )
     meta = {**planar_meta(h.values), "FrameAxis": _FOURTH}
-    return _Planned(items, 1, frames, problems, label, "", True, geo, "frames", meta)
+    return _Planned(
+        items, 1, frames, problems, label, reason, True, geo, "frames", meta
+    )

@@ -26,6 +26,7 @@ __all__ = [
     "INT_LISTS",
     "KEYWORDS",
     "MULTI_VALUED",
+    "NM_VECTORS",
     "UNDEFINED_LENGTH",
     "VR_OF",
     "WANTED",
@@ -86,6 +87,7 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00280002: ("SamplesPerPixel", "US"),
     0x00280004: ("PhotometricInterpretation", "CS"),
     0x00280006: ("PlanarConfiguration", "US"),
+    0x00280009: ("FrameIncrementPointer", "AT"),
     0x00280008: ("NumberOfFrames", "IS"),
     0x00280010: ("Rows", "US"),
     0x00280011: ("Columns", "US"),
@@ -100,6 +102,15 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00281054: ("RescaleType", "LO"),
     0x00281056: ("VOILUTFunction", "CS"),
     0x00282110: ("LossyImageCompression", "CS"),
+    0x00540010: ("EnergyWindowVector", "US"),
+    0x00540020: ("DetectorVector", "US"),
+    0x00540030: ("PhaseVector", "US"),
+    0x00540050: ("RotationVector", "US"),
+    0x00540060: ("RRIntervalVector", "US"),
+    0x00540070: ("TimeSlotVector", "US"),
+    0x00540080: ("SliceVector", "US"),
+    0x00540090: ("AngularViewVector", "US"),
+    0x00540100: ("TimeSliceVector", "US"),
     0x20500020: ("PresentationLUTShape", "CS"),
     0x30040002: ("DoseUnits", "CS"),
     0x30040004: ("DoseType", "CS"),
@@ -129,8 +140,23 @@ FLOAT_LISTS = frozenset(
         "FrameTimeVector",
     }
 )
-#: US values with several entries (kept as tuples of int).
-INT_LISTS = frozenset({"AcquisitionMatrix"})
+#: NM frame index vectors (PS3.3 C.8.4.8), named by (0028,0009) Frame Increment Pointer.
+NM_VECTORS: dict[int, str] = {
+    0x00540010: "EnergyWindowVector",
+    0x00540020: "DetectorVector",
+    0x00540030: "PhaseVector",
+    0x00540050: "RotationVector",
+    0x00540060: "RRIntervalVector",
+    0x00540070: "TimeSlotVector",
+    0x00540080: "SliceVector",
+    0x00540090: "AngularViewVector",
+    0x00540100: "TimeSliceVector",
+}
+#: US and AT values with several entries (kept as tuples of int; a tag as group << 16 |
+#: element).
+INT_LISTS = frozenset(
+    {"AcquisitionMatrix", "FrameIncrementPointer", *NM_VECTORS.values()}
+)
 MULTI_VALUED = frozenset({"ImageType", "PatientOrientation"}) | FLOAT_LISTS | INT_LISTS
 CSA_CREATOR = "SIEMENS CSA HEADER"
 

@@ -307,6 +307,12 @@ def _us_list(raw: bytes) -> tuple[int, ...] | None:
     return struct.unpack_from(f"<{n}H", raw, 0) if n else None
 
 
+def _at_list(raw: bytes) -> tuple[int, ...] | None:
+    n = len(raw) // 4
+    pairs = struct.unpack_from(f"<{2 * n}H", raw, 0)
+    return tuple((pairs[2 * k] << 16) | pairs[2 * k + 1] for k in range(n)) or None
+
+
 def _flag(raw: bytes) -> bool:
     return True
 
@@ -314,6 +320,8 @@ def _flag(raw: bytes) -> bool:
 def _decoder(keyword: str, vr: str) -> Callable[[bytes], Any]:
     if keyword in FLAG_SEQUENCES.values():
         return _flag
+    if vr == "AT":
+        return _at_list
     if keyword in INT_LISTS:
         return _us_list
     if keyword in FLOAT_LISTS:

@@ -35,6 +35,7 @@ from clisonix_cli.dicom.geometry import (
     planar_positions,
     slice_normal,
 )
+from clisonix_cli.dicom.header import NM_VECTORS
 from clisonix_cli.dicom.model import Problem, StackGeometry
 from clisonix_cli.errors import FrameCountError, SpacingError
 
@@ -43,6 +44,7 @@ __all__ = [
     "dose_positions",
     "has_plane",
     "is_dose_grid",
+    "nm_groups",
     "is_projection",
     "planar_geometry",
     "planar_meta",
@@ -184,7 +186,7 @@ def planar_geometry(
     else:
         kind = "projection" if projection else "plane"
     meta = {**meta, **planar_meta(values), "SpacingSource": source}
-    problems = frame_time_problems(values, n_frames)
+    problems: list[Problem] = []
     geo = StackGeometry(
         orientation=DEFAULT_IOP,
         pixel_spacing=spacing,
@@ -279,3 +281,81 @@ def frame_positions(
     """The one plane of a multi-frame object repeated for each frame (4th axis)."""
     pos = (float(ipp[0]), float(ipp[1]), float(ipp[2]))
     return (pos,) * n_frames
+
+
+_NM_SHORT = {
+    "EnergyWindowVector": "ew",
+    "DetectorVector": "det",
+    "PhaseVector": "phase",
+    "RotationVector": "rot",
+    "RRIntervalVector": "rr",
+    "TimeSlotVector": "slot",
+    "AngularViewVector": "view",
+    "TimeSliceVector": "tslice",
+}
+
+
+def nm_groups(
+    values: Mapping[str, Any], n_frames: int
+) -> (
+    list[tuple[list[str], list[int], list[tuple[float, float, float]] | None]] | Problem
+):
+    """The stacks of an NM multi-frame object (PS3.3 C.8.4.8).
+
+    Its frames are indexed by the vectors (0028,0009) Frame Increment Pointer names. Frames
+    that share every index but the slice index form one stack: one per detector, energy
+    window, phase, rotation... Within a stack, frames are ordered by (0054,0080) Slice Vector
+    when it is named; a reconstructed tomogram (a plane and Spacing Between Slices) then
+    places slice ``k`` at Image Position (Patient) + (k - 1) x spacing x normal. Without
+    those, the frames go on the 4th axis.
+
+    Returns
+    -------
+    list of (label parts, frame indices, slice positions or None), or Problem
+        A blocking :class:`FrameCountError` problem when a vector does not have one value
+        per frame.
+    """
+    names = [
+        NM_VECTORS[t]
+        for t in values.get("FrameIncrementPointer") or ()
+        if t in NM_VECTORS
+    ]
+    vectors: dict[str, tuple[int, ...]] = {}
+    for name in names:
+        vec = tuple(values.get(name) or ())
+        if len(vec) != n_frames:
+            return Problem(
+                FrameCountError.code,
+                f"NM {name} has {len(vec)} values for {n_frames} frames, expected one per "
+                "frame (PS3.3 C.8.4.8) - the header is corrupt",
+                blocking=True,
+            )
+        vectors[name] = vec
+    split = [n for n in names if n != "SliceVector"]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in range(n_frames):
+        groups.setdefault(tuple(vectors[n][i] for n in split), []).append(i)
+    slices = vectors.get("SliceVector")
+    spacing = values.get("SpacingBetweenSlices")
+    placed = slices is not None and has_plane(values) and spacing and float(spacing) > 0
+    out: list[tuple[list[str], list[int], list[tuple[float, float, float]] | None]] = []
+    for key in sorted(groups):
+        frames = groups[key]
+        if slices is not None:
+            frames = sorted(frames, key=lambda i: (slices[i], i))
+        label = (
+            [f"{_NM_SHORT[n]}{v}" for n, v in zip(split, key, strict=True)]
+            if len(groups) > 1
+            else []
+        )
+        positions = None
+        if placed and slices is not None:
+            ipp = np.asarray(values["ImagePositionPatient"], dtype=np.float64)
+            normal = slice_normal(values["ImageOrientationPatient"])
+            step = float(spacing or 0.0)
+            positions = []
+            for i in frames:
+                pos = ipp + (slices[i] - 1) * step * normal
+                positions.append((float(pos[0]), float(pos[1]), float(pos[2])))
+        out.append((label, frames, positions))
+    return out

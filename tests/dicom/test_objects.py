@@ -258,3 +258,68 @@ def test_legacy_multiframe_keeps_its_plane_and_puts_frames_on_the_fourth_axis(
     assert vol.data.shape == (10, 1, 64, 64) and st.geometry_kind == "frames"
     assert vol.meta["SpacingSource"] == "none"  # emri_small carries no plane at all
     assert "4th axis" in vol.meta["FrameAxis"]
+
+
+def _nm(**attrs: Any) -> dict[str, Any]:
+    return {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.20", "Modality": "NM", **attrs}
+
+
+def test_nm_whole_body_splits_by_detector(write: Write, tmp_path: Path) -> None:
+    from pydicom.tag import Tag
+
+    write(
+        "wb.dcm",
+        frames=2,
+        **_nm(
+            FrameIncrementPointer=[Tag(0x0054, 0x0020)],
+            DetectorVector=[1, 2],
+            NumberOfDetectors=2,
+            PixelSpacing=[2.4, 2.4],
+        ),
+    )
+    stacks = scan(tmp_path / "in").stacks
+    assert [s.stack_key for s in stacks] == ["1-det1", "2-det2"]
+    assert all("DetectorVector" in s.split_reason for s in stacks)
+    vols = [load_stack(tmp_path / "in", s) for s in stacks]
+    assert [v.data.shape for v in vols] == [(1, 4, 6), (1, 4, 6)]
+    assert int(vols[1].data[0, 0, 0]) == 24  # the second frame
+    assert stacks[0].geometry_kind == "plane"
+
+
+def test_nm_reconstructed_tomogram_is_placed_by_its_slice_vector(
+    write: Write, tmp_path: Path
+) -> None:
+    from pydicom.tag import Tag
+
+    write(
+        "tomo.dcm",
+        frames=4,
+        **_nm(
+            FrameIncrementPointer=[Tag(0x0054, 0x0080)],
+            SliceVector=[2, 1, 3, 4],
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            ImagePositionPatient=[0, 0, 10],
+            PixelSpacing=[4.0, 4.0],
+            SpacingBetweenSlices=4.0,
+        ),
+    )
+    (st,) = scan(tmp_path / "in").stacks
+    assert st.frames == (1, 0, 2, 3) and st.geometry_kind == ""
+    vol = load_stack(tmp_path / "in", st)
+    np.testing.assert_allclose(vol.affine_lps[:3, 0], [0, 0, 4])
+    np.testing.assert_allclose(vol.affine_lps[:3, 3], [0, 0, 10])
+
+
+def test_nm_vector_of_the_wrong_length_fails_with_a_code(
+    write: Write, tmp_path: Path
+) -> None:
+    from pydicom.tag import Tag
+
+    write(
+        "dyn.dcm",
+        frames=3,
+        **_nm(FrameIncrementPointer=[Tag(0x0054, 0x0070)], TimeSlotVector=[1, 2]),
+    )
+    (st,) = scan(tmp_path / "in").stacks
+    with pytest.raises(FrameCountError, match="TimeSlotVector"):
+        load_stack(tmp_path / "in", st)

@@ -238,3 +238,23 @@ def test_mosaic_whose_tiles_do_not_fill_it_matches_dcm2niix(tmp_path: Path) -> N
     np.testing.assert_array_equal(got.transpose(2, 1, 0), want)
     first_row = np.asanyarray(ref.dataobj)[..., :7]
     np.testing.assert_array_equal(np.asanyarray(ours.dataobj)[..., :7], first_row)
+
+
+def test_deid_data_greyscale_to_derived_dicom_and_colour_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "dicom"
+    result = CliRunner().invoke(
+        app,
+        ["transform", str(_folder(tmp_path, DX, US_GREY, US_RGB)), str(out)]
+        + ["--format", "dicom", "--jobs", "1"],
+    )
+    assert result.exit_code == 1  # the colour image fails, the batch goes on
+    recs = {Path(r["inputs"][0]).name: r for r in _records(out) if "task" in r}
+    assert recs["cat.dcm"]["status"] == recs["GREYSCALE_IMAGE.dcm"]["status"] == "ok"
+    assert recs["RGB_IMAGE.dcm"]["error"]["code"] == "CLX-E176"
+    import pydicom
+
+    written = sorted(out.rglob("IM*.dcm"))
+    assert len(written) == 2
+    assert {pydicom.dcmread(p).Rows for p in written} == {2614, 768}

@@ -139,18 +139,18 @@ def _write(
     stem = path.with_name(path.name[: -len(".png")])
     targets = png_planes(stem, planes.shape[0])
     aff = np.asarray(src.affine_lps, dtype=np.float64)
-    want = digests is not None
     written: list[Path] = []
+
+    def put(target: Path, data: bytes) -> None:
+        sha = atomic_write_bytes(target, data, digest=digests is not None)
+        if digests is not None and sha is not None:
+            digests[target] = sha
+        written.append(target)
+
     try:
         for plane, target in zip(planes, targets, strict=True):
-            sha = atomic_write_bytes(
-                target, png_bytes(_plane_values(plane)), digest=want
-            )
-            if digests is not None and sha is not None:
-                digests[target] = sha
-            written.append(target)
-        # the sidecar is built once the data are written (it may hold facts gathered
-        # while they were read, e.g. the digest of the inputs)
+            put(target, png_bytes(_plane_values(plane)))
+        # built once the data are written: it may hold facts gathered while they were read
         doc: dict[str, Any] = {
             **(src.sidecar() if src.sidecar is not None else {}),
             "affine_lps": aff.tolist(),
@@ -160,11 +160,7 @@ def _write(
             "axes": "TSRC" if data.ndim == 4 else "SRC",
             "files": [p.name for p in targets],
         }
-        side = stem.with_name(stem.name + ".json")
-        sha = atomic_write_bytes(side, sidecar_bytes(doc), digest=want)
-        if digests is not None and sha is not None:
-            digests[side] = sha
-        written.append(side)
+        put(stem.with_name(stem.name + ".json"), sidecar_bytes(doc))
     except OSError as exc:
         raise WriteFailedError(
             f"{path}: cannot write ({exc.strerror}) - check free space and permissions"

@@ -14,7 +14,7 @@ The fsync is what makes an output survive a power loss; it costs the disk's writ
 default; the environment variable ``CLISONIX_FSYNC=1`` turns it (and the writeback hints)
 on. Without it the rename stays atomic for every process, a killed run still leaves no
 partial file under a final name, and after a power loss ``--resume``/``clisonix verify``
-find a damaged output by its recorded sha256.
+find a damaged output by its recorded digest (:mod:`clisonix_cli.digest`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from clisonix_cli.digest import finish, hasher
 from clisonix_cli.errors import EnvironmentProblem
 
 TMP_SUFFIX = ".clxtmp"
@@ -43,7 +44,7 @@ def fsync_enabled() -> bool:
 
     Off by default: on this class of disk fsync cost about 1 s per GB of output (measured),
     dcm2niix does not pay it, and the manifest (which is always fsynced) records every
-    output's sha256, so ``--resume`` and ``verify`` find an output damaged by a power loss.
+    output's digest, so ``--resume`` and ``verify`` find an output damaged by a power loss.
     A killed process never leaves a partial file under a final name either way (rename).
     """
     value = os.environ.get("CLISONIX_FSYNC", "0").strip().lower()
@@ -132,12 +133,13 @@ def atomic_write_chunks(
         Written in order; each must be C-contiguous (bytes, memoryview, numpy array).
         A generator is consumed lazily, so a caller can produce the file slab by slab.
     digest : bool
-        Also compute the sha256 of the bytes written.
+        Also compute the digest of the bytes written (the manifest's algorithm).
 
     Returns
     -------
     str or None
-        Hex sha256 of the file's bytes when ``digest``, else None.
+        The labelled digest (``"blake3:<hex>"``) of the file's bytes when ``digest``,
+        else None.
 
     Raises
     ------
@@ -146,7 +148,7 @@ def atomic_write_chunks(
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(final)
-    h = hashlib.sha256() if digest else None
+    h = hasher() if digest else None
     sync = fsync_enabled()
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -172,13 +174,13 @@ def atomic_write_chunks(
     finally:
         if os.path.lexists(tmp):
             tmp.unlink()
-    return None if h is None else h.hexdigest()
+    return None if h is None else finish(h)
 
 
 def atomic_write_bytes(
     final: Path, data: Buffer, *, digest: bool = False
 ) -> str | None:
-    """Write ``data`` to ``final`` atomically; return its sha256 when ``digest``."""
+    """Write ``data`` to ``final`` atomically; return its labelled digest when ``digest``."""
     return atomic_write_chunks(final, (data,), digest=digest)
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from blake3 import blake3
 
 from clisonix_cli import fsio
+from clisonix_cli.digest import file_digest
 
 
 def test_chunks_are_written_in_order_with_their_digest(tmp_path: Path) -> None:
@@ -20,10 +21,10 @@ def test_chunks_are_written_in_order_with_their_digest(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "out.bin"
     digest = fsio.atomic_write_chunks(target, parts, digest=True)
     assert target.read_bytes() == expected
-    assert digest == hashlib.sha256(expected).hexdigest() == fsio.sha256_file(target)
+    assert digest == "blake3:" + blake3(expected).hexdigest() == file_digest(target)
     assert fsio.atomic_write_chunks(tmp_path / "plain.bin", [b"x"]) is None
     assert fsio.atomic_write_bytes(tmp_path / "b.bin", b"abc", digest=True) == (
-        hashlib.sha256(b"abc").hexdigest()
+        "blake3:" + blake3(b"abc").hexdigest()
     )
 
 
@@ -37,7 +38,7 @@ def test_pieces_larger_than_the_write_chunk(
         tmp_path / "x", [data[:100], data[100:]], digest=True
     )
     assert (tmp_path / "x").read_bytes() == data
-    assert digest == hashlib.sha256(data).hexdigest()
+    assert digest == "blake3:" + blake3(data).hexdigest()
 
 
 def test_a_failing_producer_leaves_no_file_and_keeps_the_old_one(

@@ -71,8 +71,9 @@ def read_frames(
         (e.g. a slice of the caller's whole volume). On the native fast path the file's
         bytes are read straight into it (no other buffer); otherwise the decoded frames
         are copied in. It is returned.
-    sha256 : hashlib object, optional
-        Updated with every byte of the file, in order (the input digest of the manifest).
+    sha256 : hash object, optional
+        A ``hashlib``-like object (the manifest's, :func:`clisonix_cli.digest.hasher`)
+        updated with every byte of the file, in order (the input digest of the manifest).
         On the native fast path with all frames wanted this costs no second read: the
         header, the pixels as they land in the array, and the bytes after them are hashed
         from the same reads. Otherwise the file is hashed in a separate pass.

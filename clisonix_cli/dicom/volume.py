@@ -17,7 +17,6 @@ Both can hash every input file from the same reads (``digests=``), for the manif
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from clisonix_cli.dicom.geometry import mosaic_affine, mosaic_grid, slice_affine
 from clisonix_cli.dicom.model import PixelInfo, Stack, StackGeometry, Volume
 from clisonix_cli.dicom.pixels import read_frames
 from clisonix_cli.dicom.pixels_native import native_dtype, native_fast_path
+from clisonix_cli.digest import finish, hasher
 from clisonix_cli.errors import (
     ClisonixError,
     GeometryError,
@@ -125,12 +125,12 @@ def _read_entries(
 
 
 def _hasher(digests: MutableMapping[str, str] | None) -> Any:
-    return None if digests is None else hashlib.sha256()
+    return None if digests is None else hasher()
 
 
 def _record(digests: MutableMapping[str, str] | None, rel: str, h: Any) -> None:
     if digests is not None and h is not None:
-        digests[rel] = h.hexdigest()
+        digests[rel] = finish(h)
 
 
 def _check_frames(
@@ -276,9 +276,10 @@ def load_stack(
     stack : Stack
         A stack from :func:`clisonix_cli.dicom.index.scan`.
     digests : dict, optional
-        When given, receives ``{relative path: sha256 hex of the whole file}`` for every
-        file of the stack, computed from the same reads that fetch the pixels (native
-        files are not read twice). The digests describe exactly the bytes converted.
+        When given, receives ``{relative path: digest of the whole file}`` (labelled,
+        :mod:`clisonix_cli.digest`) for every file of the stack, computed from the same
+        reads that fetch the pixels (native files are not read twice). The digests
+        describe exactly the bytes converted.
 
     Returns
     -------

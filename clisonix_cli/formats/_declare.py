@@ -151,7 +151,7 @@ def source_of(
 
 
 #: ``write(path, source, digests)``: writes ``source`` at ``path`` (a file, or a folder for
-#: a ``suffix`` of ``""``) atomically, returns every file written, and puts the sha256 of
+#: a ``suffix`` of ``""``) atomically, returns every file written, and puts the digest of
 #: each into ``digests`` (when given) where it was computed on the way.
 WriteFn = Callable[[Path, Source, MutableMapping[Path, str] | None], list[Path]]
 

@@ -481,7 +481,7 @@ def write_nifti(
         (ms, DICOM units) sets the time spacing of 4-D images. A callable is called once
         the image is written and returns the mapping (pass ``repetition_time_s`` then).
     digests : dict, optional
-        When given, receives ``{path: sha256 hex}`` of every file written, computed from
+        When given, receives ``{path: labelled digest}`` of every file written, computed from
         the bytes as they are written (no second read).
     repetition_time_s : float, optional
         Time spacing of a 4-D image in seconds; when not given, the sidecar's

@@ -98,7 +98,7 @@ def write_npy(
         array is written; ``affine_lps``, ``slope``, ``intercept``,
         ``shape``, ``dtype`` and ``axes`` are added (and win over same-named keys).
     digests : dict, optional
-        When given, receives ``{path: sha256 hex}`` of both files, computed from the bytes
+        When given, receives ``{path: labelled digest}`` of both files, computed from the bytes
         as they are written (no second read).
 
     Returns

@@ -10,7 +10,7 @@ record. Rules (``docs/transform.md``):
 - Same identity without ``--resume``: every task runs again and its outputs are replaced
   atomically. With ``--resume``: a task is skipped when its last record is ``ok`` for the same
   identity and clisonix version and every output it lists exists with the recorded size and
-  sha256; every other task runs.
+  digest; every other task runs.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clisonix_cli import __version__
+from clisonix_cli.digest import matches
 from clisonix_cli.errors import OutputConflictError
-from clisonix_cli.fsio import TMP_SUFFIX, atomic_write_bytes, sha256_file
+from clisonix_cli.fsio import TMP_SUFFIX, atomic_write_bytes
 from clisonix_cli.taskarray.manifest import STATE_DIR, Record, is_manifest_name
 from clisonix_cli.taskarray.plan import Task
 
@@ -145,13 +146,15 @@ def output_state(out_dir: Path, output: Mapping[str, Any]) -> OutputState:
     out_dir : Path
     output : dict
         One entry of a record's ``outputs``: ``path`` (relative to ``out_dir``), ``bytes``
-        and ``sha256``.
+        and ``digest`` (``"blake3:<hex>"``; records of earlier versions: ``sha256``, a
+        bare hex value). The file is hashed with the algorithm the record names.
 
     Returns
     -------
     {"ok", "missing", "changed"}
-        ``"ok"`` (same size and sha256), ``"missing"`` (no such file, or no path
-        recorded) or ``"changed"`` (size or sha256 differ, or the file cannot be read).
+        ``"ok"`` (same size and digest), ``"missing"`` (no such file, or no path
+        recorded) or ``"changed"`` (size or digest differ, no known digest recorded, or
+        the file cannot be read).
     """
     rel = output.get("path")
     if not isinstance(rel, str):
@@ -162,7 +165,8 @@ def output_state(out_dir: Path, output: Mapping[str, Any]) -> OutputState:
     try:
         if path.stat().st_size != output.get("bytes"):
             return "changed"
-        return "ok" if sha256_file(path) == output.get("sha256") else "changed"
+        recorded = output.get("digest", output.get("sha256"))
+        return "ok" if matches(path, recorded) else "changed"
     except OSError:
         return "changed"
 

@@ -9,7 +9,6 @@ a ``failed`` record with a stable code; the batch goes on.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clisonix_cli import __version__, runtime
+from clisonix_cli.digest import file_digest, finish, hasher
 from clisonix_cli.errors import (
     ClisonixError,
     InputError,
@@ -31,7 +31,7 @@ from clisonix_cli.errors import (
     WriteFailedError,
 )
 from clisonix_cli.formats.registry import Provenance, Source, VolumeSource
-from clisonix_cli.fsio import is_within, sha256_file
+from clisonix_cli.fsio import is_within
 from clisonix_cli.taskarray.plan import Task
 from clisonix_cli.taskarray.writers import get_writer
 
@@ -118,7 +118,7 @@ def base_record(task: Task, ctx: TaskContext) -> Record:
         "series_number": st.series_number,
         "modality": st.modality,
         "inputs": list(st.files),
-        "inputs_sha256": None,
+        "inputs_digest": None,
         "format": ctx.fmt,
         "pipeline": ctx.pipeline_canonical,
         "pipeline_sha256": ctx.pipeline_sha256,
@@ -141,7 +141,7 @@ def failed_record(
     ctx: TaskContext,
     err: ClisonixError,
     *,
-    inputs_sha256: str | None = None,
+    inputs_digest: str | None = None,
 ) -> Record:
     """A ``failed`` record with the error's code and one-line message.
 
@@ -150,7 +150,7 @@ def failed_record(
     task : Task
     ctx : TaskContext
     err : ClisonixError
-    inputs_sha256 : str or None
+    inputs_digest : str or None
 
     Returns
     -------
@@ -160,13 +160,13 @@ def failed_record(
     rec.update(
         status="failed",
         error={"code": err.code, "message": err.message},
-        inputs_sha256=inputs_sha256,
+        inputs_digest=inputs_digest,
     )
     return rec
 
 
 def inputs_digest(root: Path, files: Sequence[str]) -> str:
-    """sha256 over the relative names and the sha256 of every input file, in stack order.
+    """Digest over the relative names and the digest of every input file, in stack order.
 
     Parameters
     ----------
@@ -178,17 +178,18 @@ def inputs_digest(root: Path, files: Sequence[str]) -> str:
     Returns
     -------
     str
-        Hex digest of the lines ``"<relative path>\\t<sha256>\\n"``.
+        Labelled digest (``"blake3:<hex>"``) of the lines
+        ``"<relative path>\\t<labelled digest of the file>\\n"``.
     """
-    return combined_digest(files, lambda rel: sha256_file(root / rel))
+    return combined_digest(files, lambda rel: file_digest(root / rel))
 
 
 def combined_digest(files: Sequence[str], digest_of: Callable[[str], str]) -> str:
     """The ``inputs_digest`` formula over per-file digests (each file once, in order)."""
-    h = hashlib.sha256()
+    h = hasher()
     for rel in dict.fromkeys(files):  # an enhanced file is listed once per frame
         h.update(f"{rel}\t{digest_of(rel)}\n".encode())
-    return h.hexdigest()
+    return finish(h)
 
 
 def worker_name() -> str:
@@ -284,9 +285,9 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 )
                 outputs = _write(task, ctx, source)
         rec = base_record(task, ctx)
-        rec.update(status="ok", error=None, inputs_sha256=digest, outputs=outputs)
+        rec.update(status="ok", error=None, inputs_digest=digest, outputs=outputs)
     except ClisonixError as exc:
-        rec = failed_record(task, ctx, exc, inputs_sha256=digest)
+        rec = failed_record(task, ctx, exc, inputs_digest=digest)
     return TaskOutcome(
         record=rec, seconds=time.monotonic() - start, worker=worker_name()
     )
@@ -470,7 +471,7 @@ def _sidecar(
     side["Clisonix"] = {
         "version": __version__,
         "task": task.task_id,
-        "inputs_sha256": digest,
+        "inputs_digest": digest,
         "pipeline": ctx.pipeline_canonical,
         "pipeline_sha256": ctx.pipeline_sha256,
     }
@@ -509,7 +510,7 @@ def _write(task: Task, ctx: TaskContext, source: Source) -> list[dict[str, Any]]
         outputs.append(
             {
                 "path": p.resolve().relative_to(out_dir.resolve()).as_posix(),
-                "sha256": digests.get(p) or sha256_file(p),
+                "digest": digests.get(p) or file_digest(p),
                 "bytes": p.stat().st_size,
             }
         )

@@ -1,6 +1,6 @@
 """``clisonix verify``: re-hash every output against the merged manifest.
 
-Reports outputs that are missing, changed (size or sha256 differ from the record) and extra
+Reports outputs that are missing, changed (size or digest differ from the record) and extra
 (files under OUT_DIR that no record lists, leftover temporary files included). The
 manifest parts and ``OUT/.clisonix/`` are not outputs.
 """
@@ -48,7 +48,7 @@ class VerifyReport:
         ]
         out += [
             VerifyMismatchError(
-                f"{p}: changed - size or sha256 differs from the manifest; the file was "
+                f"{p}: changed - size or digest differs from the manifest; the file was "
                 "modified or damaged after it was written: rerun with --resume to redo it"
             )
             for p in self.changed

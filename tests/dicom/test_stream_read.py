@@ -18,8 +18,8 @@ from clisonix_cli.dicom.pixels import read_frames
 from clisonix_cli.dicom.pixels_native import native_fast_path
 from clisonix_cli.dicom.syntax import _SYNTAX_NAMES, syntax_name
 from clisonix_cli.dicom.volume import load_stack, open_stack
+from clisonix_cli.digest import file_digest, finish, hasher
 from clisonix_cli.errors import ClisonixError, PixelDataSizeError, TruncatedFileError
-from clisonix_cli.fsio import sha256_file
 
 MakeSlice = Callable[..., Path]
 PixelInfoOf = Callable[[Path], PixelInfo]
@@ -54,16 +54,16 @@ def test_out_and_sha256_give_the_same_frames_and_the_file_digest(
         info = pixel_info(path)
         plain = read_frames(path, info=info)
         out = np.full_like(plain, 7)
-        h = hashlib.sha256()
+        h = hasher()
         got = read_frames(path, info=info, out=out, sha256=h)
         assert got is out
         np.testing.assert_array_equal(out, plain, err_msg=name)
-        assert h.hexdigest() == sha256_file(path), name
+        assert finish(h) == file_digest(path), name
         if plain.shape[0] > 1:  # a frame subset: the digest is still the whole file's
-            h2 = hashlib.sha256()
+            h2 = hasher()
             sub = read_frames(path, info=info, frames=[1, 0], sha256=h2)
             np.testing.assert_array_equal(sub, plain[[1, 0]])
-            assert h2.hexdigest() == sha256_file(path), name
+            assert finish(h2) == file_digest(path), name
 
 
 def test_out_of_the_wrong_shape_or_type_is_refused(pixel_info: PixelInfoOf) -> None:
@@ -124,7 +124,7 @@ def _same(root: Path, slab_bytes: int, monkeypatch: pytest.MonkeyPatch) -> int:
         loaded: dict[str, str] = {}
         load_stack(root, st, digests=loaded)
         for rel in set(st.files):
-            assert digests[rel] == loaded[rel] == sha256_file(root / rel)
+            assert digests[rel] == loaded[rel] == file_digest(root / rel)
     return len(stacks)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from clisonix_cli.dicom.model import ScanResult, Skipped, Stack
+from clisonix_cli.digest import file_digest
 from clisonix_cli.errors import InputError, WriteFailedError
 from clisonix_cli.fsio import atomic_write_bytes, sha256_file
 from clisonix_cli.taskarray import execute
@@ -126,7 +127,7 @@ def fake_task(task: Task, ctx: TaskContext) -> TaskOutcome:
         outputs=[
             {
                 "path": out.relative_to(ctx.out_dir).as_posix(),
-                "sha256": sha256_file(out),
+                "digest": file_digest(out),
                 "bytes": out.stat().st_size,
             }
         ],

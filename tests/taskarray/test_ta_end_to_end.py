@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 
 from clisonix_cli.dicom.synth import synthesize
+from clisonix_cli.digest import file_digest
 from clisonix_cli.errors import SchedulerUnreachableError
 from clisonix_cli.taskarray.config import RunConfig, Shard
 from clisonix_cli.taskarray.execute import RunResult, TaskFn, run
 from clisonix_cli.taskarray.manifest import read_manifest, read_records
+from clisonix_cli.taskarray.task import inputs_digest
 
 OPS = ("rescale", "window:preset=brain", "flip:axis=row")
 BIN = Path(sys.executable).parent
@@ -69,14 +71,20 @@ def test_reference_outputs_are_real(reference: SimpleNamespace) -> None:
     import nibabel as nib
 
     rec = reference.result.records[0]
-    assert rec["status"] == "ok" and rec["inputs_sha256"]
+    assert rec["status"] == "ok"
+    # The digests name their algorithm and are those of the bytes on disk.
+    in_dir = reference.result.config.in_dir
+    assert rec["inputs_digest"] == inputs_digest(in_dir, rec["inputs"])
+    assert rec["inputs_digest"].startswith("blake3:")
+    for out in rec["outputs"]:
+        assert out["digest"] == file_digest(reference.out / out["path"])
     assert [op["name"] for op in rec["pipeline"]] == ["rescale", "window", "flip"]
     nii = next(o["path"] for o in rec["outputs"] if o["path"].endswith(".nii.gz"))
     img = nib.load(reference.out / nii)
     data = np.asarray(img.dataobj)
     assert data.shape[:2] == (32, 32) and 0.0 <= data.min() <= data.max() <= 1.0
     side = (reference.out / nii.replace(".nii.gz", ".json")).read_text()
-    assert rec["pipeline_sha256"] in side
+    assert rec["pipeline_sha256"] in side and rec["inputs_digest"] in side
     assert "PatientName" not in side and "PatientID" not in side
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from blake3 import blake3
 
 import clisonix_cli
 from clisonix_cli.dicom.model import Skipped
@@ -249,7 +250,7 @@ def test_is_done_checks_identity_version_and_bytes(tmp_path: Path) -> None:
     ident = run_identity("a" * 64, "nifti-gz")
     out = {
         "path": "x/o.nii.gz",
-        "sha256": hashlib.sha256(b"data").hexdigest(),
+        "digest": "blake3:" + blake3(b"data").hexdigest(),
         "bytes": 4,
     }
     rec = {
@@ -261,6 +262,11 @@ def test_is_done_checks_identity_version_and_bytes(tmp_path: Path) -> None:
         "env": {"clisonix": __version__},
     }
     assert is_done(rec, ident, tmp_path)
+    legacy = {"path": "x/o.nii.gz", "sha256": hashlib.sha256(b"data").hexdigest(),
+              "bytes": 4}  # fmt: skip
+    assert is_done({**rec, "outputs": [legacy]}, ident, tmp_path)  # an older manifest
+    unknown = {**out, "digest": "md5:" + hashlib.md5(b"data").hexdigest()}
+    assert not is_done({**rec, "outputs": [unknown]}, ident, tmp_path)
     assert not is_done({**rec, "status": "failed"}, ident, tmp_path)
     assert not is_done(rec, run_identity("b" * 64, "nifti-gz"), tmp_path)
     assert not is_done({**rec, "env": {"clisonix": "0.0.0"}}, ident, tmp_path)
@@ -294,12 +300,18 @@ def test_remove_stale_temps_only_in_own_studies(
 # --- verify -------------------------------------------------------------------------------
 
 
-def test_verify_reports_missing_changed_extra(tmp_path: Path) -> None:
+@pytest.mark.parametrize("style", ["blake3", "sha256-earlier-versions"])
+def test_verify_reports_missing_changed_extra(tmp_path: Path, style: str) -> None:
+    """Today's records (``digest``: "blake3:<hex>") and those of earlier versions (bare
+    sha256 hex under ``sha256``) are both checked with their own algorithm."""
     (tmp_path / "s").mkdir()
     for name in ("a", "b", "c"):
         (tmp_path / "s" / name).write_bytes(name.encode())
 
     def out(name: str) -> dict[str, object]:
+        if style == "blake3":
+            return {"path": f"s/{name}", "bytes": 1,
+                    "digest": "blake3:" + blake3(name.encode()).hexdigest()}  # fmt: skip
         return {"path": f"s/{name}", "sha256": hashlib.sha256(name.encode()).hexdigest(),
                 "bytes": 1}  # fmt: skip
 

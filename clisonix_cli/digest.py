@@ -40,7 +40,9 @@ _CHUNK = 1 << 20
 class Hasher(Protocol):
     """What the readers and writers feed: a ``hashlib``-like object."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The algorithm's name (``blake3``, ``sha256``)."""
 
     def update(self, data: Any, /) -> Any:
         """Add bytes (any C-contiguous buffer)."""

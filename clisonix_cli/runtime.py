@@ -6,7 +6,8 @@ stays within the cores this process may use whatever the executor:
 - :func:`cpu_cores`: the cores available (CPU affinity and cgroup quotas included);
 - :func:`threads_per_worker`: each of ``n`` workers gets ``cores // n`` threads;
 - :func:`worker_env`: the thread-pool variables of a loky worker's environment;
-- :func:`task_threads`: numba threads and a one-thread BLAS around one task;
+- :func:`task_threads`: numba threads and a one-thread BLAS around one task, and the
+  task's CPU budget (:func:`cpu_budget`: threads for its own parallel work, e.g. gzip);
 - :func:`numba_threads`, :func:`one_blas_thread`, :func:`one_thread_pools`: scoped limits;
 - :func:`apply_process_policy`: OpenMP threads wait passively unless the user said otherwise.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -83,6 +85,32 @@ def worker_env(jobs: int) -> dict[str, str]:
     """
     per = str(threads_per_worker(jobs))
     return {var: os.environ.get(var, per) for var in THREAD_VARS}
+
+
+_task_local = threading.local()
+
+
+def cpu_budget() -> int:
+    """Threads the running task may keep busy for its own parallel work (gzip blocks).
+
+    Inside a task, the budget :func:`task_threads` set for it (``cores // jobs``); outside,
+    a loky worker's ``NUMBA_NUM_THREADS`` (also ``cores // jobs``, see :func:`worker_env`),
+    else every core. Work split on these threads must give the same bytes for any count.
+    """
+    budget = getattr(_task_local, "budget", None)
+    if budget:
+        return int(budget)
+    env = os.environ.get("NUMBA_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return cpu_cores()
+
+
+def task_budget(numba_threads: int | None, host_threads: Mapping[str, int]) -> int:
+    """The CPU budget of one task: :func:`task_numba_threads` when it fixes a count, else
+    :func:`cpu_budget` (a loky worker's share, or every core). Imports no numba."""
+    n = task_numba_threads(numba_threads, host_threads)
+    return n if n else cpu_budget()
 
 
 def dask_host_threads(host_threads: Mapping[str, int]) -> int | None:
@@ -180,7 +208,9 @@ def one_thread_pools() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def task_threads(numba_threads: int | None, *, limit_blas: bool) -> Iterator[None]:
+def task_threads(
+    numba_threads: int | None, *, limit_blas: bool, budget: int | None = None
+) -> Iterator[None]:
     """Size numba threads for one task and, if asked, hold BLAS to one thread around it.
 
     Parameters
@@ -189,11 +219,18 @@ def task_threads(numba_threads: int | None, *, limit_blas: bool) -> Iterator[Non
         From :func:`task_numba_threads`; None leaves numba's thread count alone.
     limit_blas : bool
         Hold BLAS to one thread while the task runs.
+    budget : int or None
+        What :func:`cpu_budget` answers in this thread while the task runs.
     """
     if numba_threads is not None:
         set_numba_threads(numba_threads)
-    if limit_blas:
-        with one_blas_thread():
+    previous = getattr(_task_local, "budget", None)
+    _task_local.budget = budget
+    try:
+        if limit_blas:
+            with one_blas_thread():
+                yield
+        else:
             yield
-    else:
-        yield
+    finally:
+        _task_local.budget = previous

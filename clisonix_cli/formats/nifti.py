@@ -13,8 +13,10 @@ and the scaling (``scl_slope``/``scl_inter``) are exactly the ones given.
 
 The voxels go from the caller's array to the file without an intermediate copy (the array
 itself when it is C-contiguous little endian, else one converted slab at a time).
-``.nii.gz`` is streamed through zlib's gzip wrapper (mtime 0, no file name): the same volume
-gives the same bytes on every run, identical to ``gzip.compress(..., mtime=0)``.
+``.nii.gz`` is streamed through :mod:`clisonix_cli.formats._gzip`: fixed 1 MiB blocks
+compressed in parallel on the task's threads (:func:`clisonix_cli.runtime.cpu_budget`),
+mtime 0, no file name. The same volume gives the same bytes on every run and for any number
+of threads.
 
 Registered as ``--format nifti`` (``.nii``) and ``nifti-gz`` (``.nii.gz``); both stream (a
 :class:`~clisonix_cli.formats._declare.VolumeSource` is written as it is read).
@@ -24,13 +26,13 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clisonix_cli import runtime
 from clisonix_cli.errors import UsageError, WriteFailedError
 from clisonix_cli.formats._declare import (
     SidecarArg,
@@ -39,6 +41,7 @@ from clisonix_cli.formats._declare import (
     Writer,
     source_of,
 )
+from clisonix_cli.formats._gzip import gzip_chunks
 from clisonix_cli.fsio import atomic_write_bytes, atomic_write_chunks
 
 __all__ = [
@@ -57,7 +60,6 @@ __all__ = [
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _VOX_OFFSET = 352  # 348-byte header + 4-byte extension flag (no extensions)
-_GZIP_LEVEL = 1  # nibabel's default: fast; the bytes are still deterministic
 _SLAB_BYTES = (
     8 << 20
 )  # converted / compressed at a time when the array is not written as is
@@ -375,19 +377,6 @@ def c_order_slabs(
         yield np.ascontiguousarray(data[at : at + per], dtype=dtype)
 
 
-def _gzip_chunks(parts: Iterator[Any]) -> Iterator[bytes]:
-    """gzip (RFC 1952) of the concatenated parts, streamed: the same bytes as
-    ``gzip.compress(b"".join(parts), compresslevel=_GZIP_LEVEL, mtime=0)``."""
-    comp = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip wrapper, mtime 0
-    for part in parts:
-        view = memoryview(part).cast("B")
-        for at in range(0, len(view), _SLAB_BYTES):
-            out = comp.compress(view[at : at + _SLAB_BYTES])
-            if out:
-                yield out
-    yield comp.flush()
-
-
 def _image_chunks(
     data: np.ndarray | VolumeSource,
     affine_lps: np.ndarray,
@@ -534,7 +523,7 @@ def _write(
     header = next(chunks)  # validates before anything is created on disk
     parts: Iterator[Any] = _prepend(header, chunks)
     if name.endswith(".gz"):
-        parts = _gzip_chunks(parts)
+        parts = gzip_chunks(parts, threads=runtime.cpu_budget())
     want = digests is not None
     written = [path]
     try:

@@ -218,13 +218,15 @@ class _Deadline:
 
 @contextlib.contextmanager
 def _thread_limits(ctx: TaskContext) -> Iterator[None]:
-    """Size numba threads for this task and hold BLAS to one thread around it."""
+    """Size numba threads for this task, hold BLAS to one thread around it, and set the
+    task's CPU budget (gzip threads)."""
     n = (
         runtime.task_numba_threads(ctx.numba_threads, ctx.host_threads)
         if ctx.pipeline_canonical
         else None
     )
-    with runtime.task_threads(n, limit_blas=ctx.limit_blas):
+    budget = runtime.task_budget(ctx.numba_threads, ctx.host_threads)
+    with runtime.task_threads(n, limit_blas=ctx.limit_blas, budget=budget):
         yield
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from clisonix_cli.dicom.display import apply_modality_lut, read_sequences
 from clisonix_cli.dicom.geometry import mosaic_affine, mosaic_grid, slice_affine
 from clisonix_cli.dicom.model import PixelInfo, Stack, StackGeometry, Volume
+from clisonix_cli.dicom.parallel_decode import DecodePool, FileItem
 from clisonix_cli.dicom.pixels import read_frames
 from clisonix_cli.dicom.pixels_native import native_dtype, native_fast_path
 from clisonix_cli.digest import finish, hasher
@@ -173,14 +174,18 @@ def _direct_dtype(
 
 
 def _read_stack(
-    root: Path, stack: Stack, digests: MutableMapping[str, str] | None = None
+    root: Path,
+    stack: Stack,
+    digests: MutableMapping[str, str] | None = None,
+    pool: DecodePool | None = None,
 ) -> np.ndarray:
     """All entries of a plain or enhanced stack as one (N, R, C) array, filled in place.
 
     The array is allocated once, after the first file shows the stored type; native files
     are read straight into their slot (no per-slice array, no stacking copy); anything else
     is decoded and copied in, with the same checks as before (shape and type of every
-    frame against the first).
+    frame against the first). With a ``pool``, the files that are not read straight (the
+    compressed ones) are decoded on its worker processes, in order.
     """
     n = len(stack.files)
     shape = (stack.rows, stack.cols)
@@ -192,13 +197,19 @@ def _read_stack(
         groups = [(rel, by_file[rel]) for rel in sorted(by_file)]
     else:
         groups = [(rel, [i]) for i, rel in enumerate(stack.files)]
+    decoded = _pool_frames(root, stack, groups, shape, digests, pool)
     out: np.ndarray | None = None
     for rel, idx in groups:
         info = stack.pixels[idx[0]] if stack.pixels else None
         wanted = [stack.frames[i] for i in idx] if stack.frames else [0]
         span = idx == list(range(idx[0], idx[0] + len(idx)))
         h = _hasher(digests)
-        if out is not None and span and _direct_dtype(info, shape) == out.dtype:
+        direct = _direct_dtype(info, shape)
+        if decoded is not None and direct is None:  # decoded on the pool, in order
+            arr, value = next(decoded)
+            if digests is not None and value is not None:
+                digests[rel] = value
+        elif out is not None and span and direct == out.dtype:
             read_frames(
                 root / rel,
                 frames=wanted,
@@ -209,8 +220,9 @@ def _read_stack(
             )
             _record(digests, rel, h)
             continue
-        arr = read_frames(root / rel, frames=wanted, info=info, label=rel, sha256=h)
-        _record(digests, rel, h)
+        else:
+            arr = read_frames(root / rel, frames=wanted, info=info, label=rel, sha256=h)
+            _record(digests, rel, h)
         if out is None:
             _check_frame(rel, arr.shape[1:], arr.dtype, stack, shape, arr.dtype)
             out = np.empty((n, *shape), dtype=arr.dtype)
@@ -220,6 +232,26 @@ def _read_stack(
     if out is None:
         raise InconsistentStackError(f"{stack_label(stack)}: the stack holds no images")
     return out
+
+
+def _pool_frames(
+    root: Path,
+    stack: Stack,
+    groups: list[tuple[str, list[int]]],
+    shape: tuple[int, int],
+    digests: MutableMapping[str, str] | None,
+    pool: DecodePool | None,
+) -> Iterator[tuple[np.ndarray, str | None]] | None:
+    """Decode, on ``pool``, the files of ``groups`` that are not read straight, in order."""
+    if pool is None:
+        return None
+    items: list[FileItem] = []
+    for rel, idx in groups:
+        info = stack.pixels[idx[0]] if stack.pixels else None
+        if _direct_dtype(info, shape) is None:
+            wanted = tuple(stack.frames[i] for i in idx) if stack.frames else (0,)
+            items.append((rel, info, wanted))
+    return pool.frames(root, items, digest=digests is not None) if items else None
 
 
 def _rescale(
@@ -265,7 +297,11 @@ def _checked(stack: Stack) -> tuple[str, StackGeometry]:
 
 
 def load_stack(
-    root: Path, stack: Stack, *, digests: MutableMapping[str, str] | None = None
+    root: Path,
+    stack: Stack,
+    *,
+    digests: MutableMapping[str, str] | None = None,
+    pool: DecodePool | None = None,
 ) -> Volume:
     """Read a stack's pixels and build its affine.
 
@@ -280,6 +316,9 @@ def load_stack(
         :mod:`clisonix_cli.digest`) for every file of the stack, computed from the same
         reads that fetch the pixels (native files are not read twice). The digests
         describe exactly the bytes converted.
+    pool : DecodePool, optional
+        Worker processes to decode compressed files on, several at once (the values and
+        digests are those of a serial read); without it, they are decoded here.
 
     Returns
     -------
@@ -313,7 +352,7 @@ def load_stack(
                 )
             if not stack.files:
                 raise InconsistentStackError(f"{label}: the stack holds no images")
-            data = _read_stack(root, stack, digests)
+            data = _read_stack(root, stack, digests, pool)
             if t > 1:
                 data = data.reshape(t, s, stack.rows, stack.cols)
             affine = slice_affine(
@@ -451,7 +490,11 @@ class StackStream:
 
 
 def open_stack(
-    root: Path, stack: Stack, *, digests: MutableMapping[str, str] | None = None
+    root: Path,
+    stack: Stack,
+    *,
+    digests: MutableMapping[str, str] | None = None,
+    pool: DecodePool | None = None,
 ) -> StackStream:
     """Check a stack and prepare to read it a few slices at a time.
 
@@ -465,6 +508,9 @@ def open_stack(
     root, stack, digests
         As :func:`load_stack`; ``digests`` is filled as the files are read (complete once
         :meth:`StackStream.slabs` is exhausted).
+    pool : DecodePool, optional
+        As :func:`load_stack`: compressed files are decoded on its workers, in order,
+        at most a few batches ahead of the writer.
 
     Returns
     -------
@@ -484,7 +530,7 @@ def open_stack(
         stack.geometry_kind or stack.colour or dict(stack.display).get("modality_lut")
     )
     if stack.kind == "mosaic" or stack.frames or whole:
-        vol = load_stack(root, stack, digests=digests)
+        vol = load_stack(root, stack, digests=digests, pool=pool)
         data = vol.data
         return StackStream(
             shape=tuple(int(n) for n in data.shape),
@@ -506,7 +552,7 @@ def open_stack(
     stored = _direct_dtype(first_info, plane)
     first: np.ndarray | None = None
     if stored is None:  # compressed or unusual: decode the first file to learn its type
-        first = _read_one(root, stack, 0, digests, label)
+        first = _read_one(root, stack, 0, digests, label, pool=pool)
         _check_frame(
             stack.files[0], first.shape[1:], first.dtype, stack, plane, first.dtype
         )
@@ -534,7 +580,9 @@ def open_stack(
     stored_type: np.dtype[Any] = stored
 
     def source() -> Iterator[np.ndarray]:
-        return _stream_slices(root, stack, stored_type, first, rescale, digests, label)
+        return _stream_slices(
+            root, stack, stored_type, first, rescale, digests, label, pool
+        )
 
     return StackStream(
         shape=shape,
@@ -554,9 +602,17 @@ def _read_one(
     digests: MutableMapping[str, str] | None,
     label: str,
     out: np.ndarray | None = None,
+    pool: DecodePool | None = None,
 ) -> np.ndarray:
     rel = stack.files[i]
     info = stack.pixels[i] if stack.pixels else None
+    if pool is not None:
+        arr, value = next(
+            pool.frames(root, [(rel, info, (0,))], digest=digests is not None)
+        )
+        if digests is not None and value is not None:
+            digests[rel] = value
+        return arr
     h = _hasher(digests)
     try:
         arr = read_frames(
@@ -578,12 +634,28 @@ def _stream_slices(
     rescale: tuple[np.ndarray, np.ndarray] | None,
     digests: MutableMapping[str, str] | None,
     label: str,
+    pool: DecodePool | None = None,
 ) -> Iterator[np.ndarray]:
-    """Slabs of whole slices, read straight into one reused buffer."""
+    """Slabs of whole slices, read straight into one reused buffer (compressed slices
+    decoded on ``pool``'s workers, in order, when one is given)."""
     plane = (stack.rows, stack.cols)
     n = len(stack.files)
     per = max(1, SLAB_BYTES // max(1, plane[0] * plane[1] * stored.itemsize))
     buf = np.empty((min(per, n), *plane), dtype=stored)
+    decoded = None
+    if pool is not None:
+        todo = [
+            i
+            for i in range(n)
+            if not (i == 0 and first is not None)
+            and _direct_dtype(stack.pixels[i] if stack.pixels else None, plane)
+            != stored
+        ]
+        items: list[FileItem] = [
+            (stack.files[i], stack.pixels[i] if stack.pixels else None, (0,))
+            for i in todo
+        ]
+        decoded = pool.frames(root, items, digest=digests is not None)
     for start in range(0, n, per):
         stop = min(n, start + per)
         for i in range(start, stop):
@@ -595,7 +667,12 @@ def _stream_slices(
             if _direct_dtype(info, plane) == stored:
                 _read_one(root, stack, i, digests, label, out=slot)
                 continue
-            arr = _read_one(root, stack, i, digests, label)
+            if decoded is not None:
+                arr, value = next(decoded)
+                if digests is not None and value is not None:
+                    digests[stack.files[i]] = value
+            else:
+                arr = _read_one(root, stack, i, digests, label)
             _check_frame(stack.files[i], arr.shape[1:], arr.dtype, stack, plane, stored)
             slot[...] = arr
         raw = buf[: stop - start]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from clisonix_cli.taskarray.writers import get_writer
 
 if TYPE_CHECKING:
     from clisonix_cli.dicom.model import Volume
+    from clisonix_cli.dicom.parallel_decode import DecodePool
     from clisonix_cli.transforms.pipeline import Pipeline
 
 Record = dict[str, Any]
@@ -69,6 +71,9 @@ class TaskContext:
         Limit BLAS to one thread around the task (process executors).
     gaps : str
         ``--gaps`` (recorded in each record when not the default ``split``).
+    decode_workers : int
+        Worker processes the task may decode its compressed files on (its share of
+        ``--jobs`` when it runs in the driver); 0 decodes in the task's own process.
     """
 
     in_dir: str
@@ -83,6 +88,7 @@ class TaskContext:
     host_threads: Mapping[str, int] = field(default_factory=dict)
     limit_blas: bool = True
     gaps: str = "split"
+    decode_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -255,12 +261,12 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 f"{ctx.version}; install the same version on every worker"
             )
         deadline = _Deadline(task, ctx.task_timeout)
-        with _thread_limits(ctx):
+        with _thread_limits(ctx), _decode_pool(task, ctx) as pool:
             if not ctx.pipeline_canonical and get_writer(ctx.fmt).streams:
                 # Pure conversion: slices stream from the inputs to the output file; the
                 # volume is never whole in memory.
                 read: dict[str, str] = {}
-                stream = _open(task, ctx, read)  # inputs hashed as slices are read
+                stream = _open(task, ctx, read, pool)  # inputs hashed as they are read
                 try:
                     source = _source(
                         task, ctx, stream, stream.meta, stream.affine_lps,
@@ -272,14 +278,21 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                     raise
                 digest = _digest_of(task, read)
             else:
+                warm = _start_warm_up(
+                    task, ctx
+                )  # kernels load while the files are read
                 digests: dict[str, str] = {}
                 try:
-                    vol = _load(task, ctx, digests)  # inputs hashed as they are read
+                    vol = _load(
+                        task, ctx, digests, pool
+                    )  # inputs hashed as they are read
                 except ClisonixError:
                     digest = _hash_inputs_or_none(task, ctx)
                     raise
                 digest = _digest_of(task, digests)
                 deadline.check("after reading")
+                if warm is not None:
+                    warm.join()
                 data, affine, slope, intercept = _transform(task, ctx, vol, deadline)
                 deadline.check("before writing")
                 source = _source(
@@ -293,6 +306,68 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
     return TaskOutcome(
         record=rec, seconds=time.monotonic() - start, worker=worker_name()
     )
+
+
+@contextlib.contextmanager
+def _decode_pool(task: Task, ctx: TaskContext) -> Iterator[DecodePool | None]:
+    """Worker processes for the task's compressed files, when it has a decode budget.
+
+    Used when the task runs in the driver (a run of one task): its JPEG 2000, JPEG-LS or
+    RLE slices decode on ``decode_workers`` processes at once, and a decoder that crashes
+    takes down a worker, not the run. Native (uncompressed) stacks need none.
+    """
+    from clisonix_cli.dicom.syntax import NATIVE_SYNTAXES
+
+    files = set(task.stack.files)
+    if ctx.decode_workers < 1 or task.stack.transfer_syntax in NATIVE_SYNTAXES:
+        yield None
+        return
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    from clisonix_cli.dicom.parallel_decode import DecodePool
+
+    workers = max(1, min(ctx.decode_workers, len(files)))
+    executor = ProcessPoolExecutor(max_workers=workers, env=runtime.worker_env(workers))
+    try:
+        yield DecodePool(executor, workers)
+    finally:
+        executor.shutdown(wait=True)
+
+
+def _start_warm_up(task: Task, ctx: TaskContext) -> threading.Thread | None:
+    """Start loading the pipeline's kernels on a thread (see ``Pipeline.warm_up``).
+
+    In a fresh process the first kernel call loads numba's runtime and the cached kernels
+    (0.5-0.7 s of CPU); reading the stack mostly waits on ``readinto`` and hashing, which
+    release the GIL, so the two overlap on two cores. The task joins the thread before it
+    runs the pipeline: kernels never run on two threads of one task at once.
+    """
+    st = task.stack
+    if not ctx.pipeline_canonical or not st.pixels or st.geometry is None:
+        return None
+    from clisonix_cli.dicom.pixels_native import native_dtype
+
+    info = st.pixels[0]
+    try:
+        kind = native_dtype(info.bits_allocated, info.pixel_representation)
+    except ClisonixError:
+        return None
+    geo = st.geometry
+    pairs = set(geo.rescale)
+    slope, intercept = next(iter(pairs)) if len(pairs) == 1 else (1.0, 0.0)
+    if len(pairs) > 1:
+        kind = np.dtype(np.float32)  # slices disagree: the reader gives real values
+    row_mm, col_mm = geo.pixel_spacing
+    spacing = (float(geo.slice_spacing or 1.0), float(row_mm), float(col_mm))
+    thread = threading.Thread(
+        target=ctx.pipeline.warm_up,
+        args=(kind, spacing),
+        kwargs={"slope": float(slope), "intercept": float(intercept)},
+        name=f"clx-warm-{task.task_id}",
+        daemon=True,
+    )
+    thread.start()
+    return thread
 
 
 def _hash_inputs(task: Task, ctx: TaskContext) -> str:
@@ -317,11 +392,13 @@ def _digest_of(task: Task, digests: Mapping[str, str]) -> str:
     return combined_digest(task.stack.files, digests.__getitem__)
 
 
-def _open(task: Task, ctx: TaskContext, digests: dict[str, str]) -> Any:
+def _open(
+    task: Task, ctx: TaskContext, digests: dict[str, str], pool: DecodePool | None
+) -> Any:
     from clisonix_cli.dicom.volume import open_stack
 
     try:
-        return open_stack(Path(ctx.in_dir), task.stack, digests=digests)
+        return open_stack(Path(ctx.in_dir), task.stack, digests=digests, pool=pool)
     except ClisonixError:
         raise
     except Exception as exc:  # a reader bug must not stop the batch
@@ -330,11 +407,13 @@ def _open(task: Task, ctx: TaskContext, digests: dict[str, str]) -> Any:
         ) from None
 
 
-def _load(task: Task, ctx: TaskContext, digests: dict[str, str]) -> Volume:
+def _load(
+    task: Task, ctx: TaskContext, digests: dict[str, str], pool: DecodePool | None
+) -> Volume:
     from clisonix_cli.dicom.volume import load_stack
 
     try:
-        return load_stack(Path(ctx.in_dir), task.stack, digests=digests)
+        return load_stack(Path(ctx.in_dir), task.stack, digests=digests, pool=pool)
     except ClisonixError:
         raise
     except MemoryError:

@@ -404,7 +404,9 @@ class Pipeline:
         if kind.kind in "iu":
             info = np.iinfo(kind)
             stored = np.clip(np.rint(stored), info.min, info.max)
-        vol = np.ascontiguousarray(stored.astype(kind) if kind.kind in "iuf" else stored)
+        vol = np.ascontiguousarray(
+            stored.astype(kind) if kind.kind in "iuf" else stored
+        )
         affine = np.diag([*(float(s) or 1.0 for s in spacing_mm), 1.0])
         try:
             self.run(

@@ -69,6 +69,17 @@ def test_cpu_cores_within_the_machine() -> None:
     assert 1 <= runtime.cpu_cores() <= (os.cpu_count() or 1)
 
 
+def test_cpu_cores_agrees_with_joblib(monkeypatch: pytest.MonkeyPatch) -> None:
+    from joblib import cpu_count
+
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
+    assert runtime.cpu_cores() == cpu_count()
+    if hasattr(os, "sched_getaffinity"):
+        one = {min(os.sched_getaffinity(0))}
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: one)
+        assert runtime.cpu_cores() == 1
+
+
 def test_threads_per_worker_shares_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime, "cpu_cores", lambda: 8)
     assert runtime.threads_per_worker(3) == 2

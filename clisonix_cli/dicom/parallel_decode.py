@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +105,8 @@ def ordered_frames(
     ClisonixError
         The reading error of the first file that failed, as the serial read raises it.
     """
+    from concurrent.futures.process import BrokenProcessPool  # loky's is a subclass
+
     batches = _batches(items, _per_batch(items))
     pending: deque[tuple[list[FileItem], Future[Any]]] = deque()
     at = 0

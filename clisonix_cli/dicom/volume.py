@@ -21,14 +21,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clisonix_cli.dicom.display import apply_modality_lut, read_sequences
 from clisonix_cli.dicom.geometry import mosaic_affine, mosaic_grid, slice_affine
 from clisonix_cli.dicom.model import PixelInfo, Stack, StackGeometry, Volume
-from clisonix_cli.dicom.parallel_decode import DecodePool, FileItem
 from clisonix_cli.dicom.pixels import read_frames
 from clisonix_cli.dicom.pixels_native import native_dtype, native_fast_path
 from clisonix_cli.digest import finish, hasher
@@ -39,6 +38,9 @@ from clisonix_cli.errors import (
     InputError,
     by_code,
 )
+
+if TYPE_CHECKING:
+    from clisonix_cli.dicom.parallel_decode import DecodePool, FileItem
 
 __all__ = [
     "SLAB_BYTES",

@@ -390,7 +390,7 @@ def test_missing_scheduler_file(tmp_path: Path) -> None:
             pass
 
 
-def test_auto_backend_threads_only_for_pure_native_conversion() -> None:
+def test_auto_backend_threads_for_one_task_or_pure_native_conversion() -> None:
     from dataclasses import replace
 
     from clisonix_cli.dicom.model import Stack
@@ -409,8 +409,14 @@ def test_auto_backend_threads_only_for_pure_native_conversion() -> None:
 
     cfg = RunConfig(in_dir=Path("in"), out_dir=Path("out"))
     native, rle = task("1.2.840.10008.1.2.1"), task("1.2.840.10008.1.2.5")
-    assert local_backend(cfg, [native], 0) == "threads"
-    assert local_backend(cfg, [native], 1) == "loky"  # ops: numba kernels in processes
+    two = [native, native]
+    assert local_backend(cfg, two, 0) == "threads"
+    assert local_backend(cfg, two, 1) == "loky"  # ops: numba kernels in processes
     assert local_backend(cfg, [native, rle], 0) == "loky"  # decoders hold the GIL
-    assert local_backend(replace(cfg, format="dicom"), [native], 0) == "loky"
-    assert local_backend(replace(cfg, backend="loky"), [native], 0) == "loky"
+    assert local_backend(replace(cfg, format="dicom"), two, 0) == "loky"
+    assert local_backend(replace(cfg, backend="loky"), two, 0) == "loky"
+    # One task: no worker pool, whatever its pipeline, syntax or format.
+    for one in ([native], [rle]):
+        assert local_backend(cfg, one, 3) == "threads"
+        assert local_backend(replace(cfg, format="dicom"), one, 0) == "threads"
+    assert local_backend(replace(cfg, backend="loky"), [rle], 3) == "loky"

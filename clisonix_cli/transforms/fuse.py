@@ -648,6 +648,47 @@ def run_pointwise(img: Image, steps: Sequence[tuple[Op, Mapping[str, Any]]]) -> 
     return Image(vol, img.affine_lps, slope=step.slope, intercept=step.intercept)
 
 
+class NeedsStatistics(Exception):
+    """A pointwise step asked for statistics of its input (``normalize``, ``cast:fit``)."""
+
+
+class _Blind(PointContext):
+    """A context with no volume behind it: asking for statistics raises."""
+
+    def __init__(self) -> None:
+        super().__init__(np.empty(0, dtype=np.float32), Clamp())
+
+    def moments(self, mask: str = "all", threshold: float = 0.0) -> Moments:
+        raise NeedsStatistics
+
+    def extrema(self, *args: Any, **kwargs: Any) -> Any:
+        raise NeedsStatistics
+
+    def percentiles(self, *args: Any, **kwargs: Any) -> Any:
+        raise NeedsStatistics
+
+
+def chain_output(
+    steps: Sequence[tuple[Op, Mapping[str, Any]]],
+) -> tuple[str, float, float] | None:
+    """Output dtype, slope and intercept of a pointwise chain whose maps do not depend on
+    the data; None when a step needs statistics of its input.
+
+    Such a chain maps every voxel on its own: :func:`run_pointwise` on any piece of a
+    volume gives that piece of its result, byte for byte, so the volume can be
+    transformed slab by slab as it is read.
+    """
+    step = PointStep(clamp=Clamp())
+    for op, params in steps:
+        if op.pointwise is None:
+            return None
+        try:
+            step = op.pointwise(_Blind(), params)
+        except NeedsStatistics:
+            return None
+    return step.dtype, step.slope, step.intercept
+
+
 def apply_one(op: Op, img: Image, params: Mapping[str, Any]) -> Image:
     """``apply`` of a single pointwise op: a chain of one."""
     return run_pointwise(img, [(op, params)])

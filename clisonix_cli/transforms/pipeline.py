@@ -363,6 +363,20 @@ class Pipeline:
                 ) from exc
         return img
 
+    def slab_output(self) -> tuple[str, float, float] | None:
+        """Output dtype, slope and intercept when the pipeline may run slab by slab.
+
+        True of a pipeline of pointwise ops that need no statistics of the volume
+        (``rescale``, ``window``, ``clip``, ``cast`` without ``scale=fit``): each voxel
+        is mapped on its own, so :meth:`run` on a few slices gives exactly those slices
+        of the result. None otherwise (``normalize``, spatial ops, filters...).
+        """
+        from clisonix_cli.transforms.fuse import chain_output
+
+        if not self.steps:
+            return None
+        return chain_output([(s.op, s.params) for s in self.steps])
+
     def warm_up(
         self,
         dtype: Any,

@@ -149,3 +149,62 @@ def test_a_real_worker_death_leaves_the_driver_running(
         with pytest.raises(WorkerDiedError):
             load_stack(root, stack, pool=DecodePool(ex, 1))
     assert load_stack(root, stack).data.shape[0] == 12  # still here, and serial works
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        ("rescale",),
+        ("rescale", "window:center=40,width=400", "cast:dtype=uint8"),
+        ("clip:lo=-100,hi=300", "window:preset=brain"),
+    ],
+    ids=["rescale", "window-uint8", "clip-window"],
+)
+@pytest.mark.parametrize("syntax", ["explicit", "rle"])
+def test_slab_wise_pipelines_write_the_whole_volume_bytes(
+    one_series: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ops: tuple[str, ...],
+    syntax: str,
+) -> None:
+    """Pointwise ops without statistics stream slab by slab (8 slabs of 2 slices here);
+    the files are those of the whole-volume path, sidecars included."""
+    from clisonix_cli.dicom import volume
+    from clisonix_cli.transforms.pipeline import Pipeline
+
+    assert Pipeline.from_cli(list(ops), None).slab_output() is not None
+    monkeypatch.setattr(volume, "SLAB_BYTES", 2 * 32 * 40 * 2)
+    from clisonix_cli.taskarray import task as task_mod
+
+    slabs_seen: list[tuple[int, ...]] = []
+    original = task_mod._SlabPipeline.slabs
+
+    def spy(self: Any) -> Any:
+        for slab in original(self):
+            slabs_seen.append(slab.shape)
+            yield slab
+
+    monkeypatch.setattr(task_mod._SlabPipeline, "slabs", spy)
+    src = one_series[syntax]
+    streamed = tmp_path / "streamed"
+    done = run(RunConfig(in_dir=src, out_dir=streamed, op_specs=ops, jobs=2))
+    assert done.exit_code == 0
+    assert slabs_seen == [(2, 32, 40)] * 6  # the one task ran here, slab by slab
+    monkeypatch.setattr(Pipeline, "slab_output", lambda self: None)
+    whole = tmp_path / "whole"
+    done = run(RunConfig(in_dir=src, out_dir=whole, op_specs=ops, jobs=2))
+    assert done.exit_code == 0
+    assert _tree(streamed) == _tree(whole)
+
+
+def test_pipelines_that_need_the_whole_volume_do_not_stream() -> None:
+    from clisonix_cli.transforms.pipeline import Pipeline
+
+    for ops in (
+        ["normalize"],
+        ["cast:dtype=int16,scale=fit"],
+        ["rescale", "flip:axis=row"],
+    ):
+        assert Pipeline.from_cli(ops, None).slab_output() is None
+    assert Pipeline.from_cli([], None).slab_output() is None

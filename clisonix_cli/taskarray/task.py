@@ -113,7 +113,7 @@ def base_record(task: Task, ctx: TaskContext) -> Record:
     Returns
     -------
     dict
-        The record with no ``status`` yet, ``inputs_sha256`` None and no outputs.
+        The record with no ``status`` yet, ``inputs_digest`` None and no outputs.
     """
     st = task.stack
     rec: Record = {
@@ -262,7 +262,9 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
             )
         deadline = _Deadline(task, ctx.task_timeout)
         with _thread_limits(ctx), _decode_pool(task, ctx) as pool:
-            slab_out = ctx.pipeline.slab_output() if ctx.pipeline_canonical else None
+            slab_out = None  # colour runs channel by channel (_transform_rgb)
+            if ctx.pipeline_canonical and not task.stack.colour:
+                slab_out = ctx.pipeline.slab_output()
             streams = get_writer(ctx.fmt).streams
             if streams and (not ctx.pipeline_canonical or slab_out is not None):
                 # Pure conversion, or a pipeline that maps each voxel on its own: slices

@@ -648,31 +648,37 @@ def run_pointwise(img: Image, steps: Sequence[tuple[Op, Mapping[str, Any]]]) -> 
     return Image(vol, img.affine_lps, slope=step.slope, intercept=step.intercept)
 
 
-class NeedsStatistics(Exception):
-    """A pointwise step asked for statistics of its input (``normalize``, ``cast:fit``)."""
+class NeedsTheImage(Exception):
+    """A pointwise step looked at its input: statistics (``normalize``, ``cast:fit``), the
+    voxels themselves or the image's display attributes (``voi``)."""
 
 
 class _Blind(PointContext):
-    """A context with no volume behind it: asking for statistics raises."""
+    """A context with no image behind it: whatever looks at the image raises."""
 
-    def __init__(self) -> None:
-        super().__init__(np.empty(0, dtype=np.float32), Clamp())
+    def __init__(self) -> None:  # no volume, no display attributes
+        self.clamp = Clamp()
+        self._hist = None
+
+    def __getattr__(self, name: str) -> Any:
+        raise NeedsTheImage  # ``vol``, ``display``: the image this context has not
 
     def moments(self, mask: str = "all", threshold: float = 0.0) -> Moments:
-        raise NeedsStatistics
+        raise NeedsTheImage
 
     def extrema(self, *args: Any, **kwargs: Any) -> Any:
-        raise NeedsStatistics
+        raise NeedsTheImage
 
     def percentiles(self, *args: Any, **kwargs: Any) -> Any:
-        raise NeedsStatistics
+        raise NeedsTheImage
 
 
 def chain_output(
     steps: Sequence[tuple[Op, Mapping[str, Any]]],
 ) -> tuple[str, float, float] | None:
     """Output dtype, slope and intercept of a pointwise chain whose maps do not depend on
-    the data; None when a step needs statistics of its input.
+    the image; None when a step looks at its input (statistics, voxels, display
+    attributes).
 
     Such a chain maps every voxel on its own: :func:`run_pointwise` on any piece of a
     volume gives that piece of its result, byte for byte, so the volume can be
@@ -684,7 +690,7 @@ def chain_output(
             return None
         try:
             step = op.pointwise(_Blind(), params)
-        except NeedsStatistics:
+        except NeedsTheImage:
             return None
     return step.dtype, step.slope, step.intercept
 

@@ -99,7 +99,7 @@ def _series(make_slice: MakeSlice, root: Path, n: int = 5, **kw: object) -> None
 
 
 def _same(root: Path, slab_bytes: int, monkeypatch: pytest.MonkeyPatch) -> int:
-    """open_stack == load_stack for every stack under root; digests == sha256_file."""
+    """open_stack == load_stack for every stack under root; digests == file_digest."""
     monkeypatch.setattr(volume, "SLAB_BYTES", slab_bytes)
     stacks = scan(root).stacks
     for st in stacks:

@@ -202,9 +202,11 @@ def test_pipelines_that_need_the_whole_volume_do_not_stream() -> None:
     from clisonix_cli.transforms.pipeline import Pipeline
 
     for ops in (
-        ["normalize"],
+        ["normalize"],  # statistics
         ["cast:dtype=int16,scale=fit"],
-        ["rescale", "flip:axis=row"],
+        ["rescale", "flip:axis=row"],  # not pointwise
+        ["voi"],  # the file's display attributes
+        ["rescale", "voi:dtype=uint8"],
     ):
         assert Pipeline.from_cli(ops, None).slab_output() is None
     assert Pipeline.from_cli([], None).slab_output() is None

@@ -82,9 +82,13 @@ class Timing:
         """Slowest sample (seconds)."""
         return max(self.samples)
 
-    def as_ms(self) -> dict[str, float | int]:
-        """The summary in milliseconds, as stored in the benchmark document."""
-        out: dict[str, float | int] = {
+    def as_ms(self) -> dict[str, Any]:
+        """The summary in milliseconds, as stored in the benchmark document.
+
+        ``samples_ms`` keeps every timed call (in run order): ``--compare`` tests whether two
+        runs' distributions differ, which a median alone cannot tell.
+        """
+        out: dict[str, Any] = {
             "median_ms": self.median * 1e3,
             "q1_ms": self.q1 * 1e3,
             "q3_ms": self.q3 * 1e3,
@@ -92,6 +96,7 @@ class Timing:
             "min_ms": self.min * 1e3,
             "max_ms": self.max * 1e3,
             "repeats": len(self.samples),
+            "samples_ms": [round(v * 1e3, 6) for v in self.samples],
         }
         if self.first_call is not None:
             out["first_call_ms"] = self.first_call * 1e3
@@ -100,6 +105,14 @@ class Timing:
 
 #: Timed calls after a warm-up slower than ``slow_s`` (see :func:`time_call`).
 SLOW_REPEATS = 3
+#: Most timed calls one figure takes, however short the call (``min_time_s``).
+MAX_REPEATS = 200
+#: Minimum measurement time of a gated figure (seconds of timed calls): full and --quick.
+MIN_TIME_S = 1.0
+QUICK_MIN_TIME_S = 0.25
+#: Fewest samples of a gated figure: with 5 against 5, a one-sided Mann-Whitney U test can
+#: reach p = 1/252 < 0.01 (with 3 against 3 it never goes below 0.05).
+MIN_GATED_REPEATS = 5
 #: A reference or peer call slower than this (seconds) is timed 3 times, not --repeats.
 SLOW_S = 2.0
 
@@ -138,6 +151,8 @@ def time_call(
     warmup: int = 1,
     setup: Callable[[], object] | None = None,
     slow_s: float | None = None,
+    min_time_s: float = 0.0,
+    max_repeats: int = MAX_REPEATS,
 ) -> Timing:
     """Time ``func()`` after ``warmup`` untimed calls; return the summary of ``repeats`` calls.
 
@@ -155,6 +170,12 @@ def time_call(
     slow_s : float, optional
         When the warm-up call took longer than this, run at most :data:`SLOW_REPEATS`
         timed calls (a median of 3 is enough for a call that takes seconds).
+    min_time_s : float
+        Minimum measurement time: after ``repeats`` calls, keep calling until the timed
+        calls add up to this many seconds (at most ``max_repeats`` calls). A figure then
+        has enough samples to be judged however fast the call is.
+    max_repeats : int
+        Cap on the timed calls that ``min_time_s`` may add.
 
     Returns
     -------
@@ -180,7 +201,9 @@ def time_call(
     # collection takes ~0.1 s, longer than most samples.
     gc.disable()
     try:
-        for _ in range(repeats):
+        while len(samples) < repeats or (
+            sum(samples) < min_time_s and len(samples) < max(max_repeats, repeats)
+        ):
             if setup is not None:
                 setup()
             t0 = time.perf_counter()

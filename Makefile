@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint typecheck unit docs clean
+.PHONY: demo test lint typecheck unit docs bench-docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint typecheck unit
 
 docs: $(STAMP)
 	$(BIN)/python -m clisonix_cli.cli.docgen
+
+# The figures of docs/bench.md and README.md, from the committed full run docs/bench-run.json
+# (refresh that file with: clisonix bench --peers --target 10M/h --output docs/bench-run.json)
+bench-docs: $(STAMP)
+	$(BIN)/python -m clisonix_cli.bench.markdown
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,22 @@
-"""``--compare OLD.json``: the change of every figure against an earlier run.
+"""``--compare OLD.json``: which figures moved against an earlier run, and whether it is noise.
 
-Every numeric leaf of the two documents is a figure, named by its dotted path
-(``ops.window.apply_1t.median_ms``). Whether a change is good or bad follows from the name:
-times, compile times and peak memory are better lower; rates, bandwidths, speed-ups,
-efficiencies and peer ratios are better higher. Spreads (min, max, quartiles), first-call
-times (they depend on the numba cache state) and sizes are shown for information only and
-never fail a comparison.
+A figure is **gated** (it can fail the comparison) when it is a timing of clisonix's own
+work that carries its samples (``samples_ms``) and a yardstick level (``calibrate``: ``1t``
+or ``all``, see :mod:`clisonix_cli.bench.calibrate`). Its verdict:
+
+1. drift: each run's samples are divided by that run's yardstick at the same level (the
+   median of the in-cache memory-copy points of the run), so a machine that got slower
+   for everything does not read as a regression;
+2. change: the ratio of the medians of the calibrated samples, new over old;
+3. **regressed** only when the change is beyond ``--threshold`` in the bad direction
+   *and* a one-sided Mann-Whitney U test on the calibrated samples says the new run is
+   slower with ``p < alpha`` (as asv's ``compare`` does); **improved** the other way;
+   otherwise **within** (including changes that are large but not significant).
+
+A gated figure whose old or new median is under :data:`MIN_RELIABLE_MS` is **too small**
+to time reliably (cache state, page faults and thread wake-ups move it more than code
+does): shown, never judged. Every other number (rates and speed-ups derived from the
+timings, references, peers' own times, memory, compile times, sizes) is information.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,54 +32,29 @@ from typing import Any, Literal
 from clisonix_cli.bench.report import SCHEMA
 from clisonix_cli.errors import CompareError, UsageError
 
-Direction = Literal["lower", "higher"]
-Status = Literal["regressed", "improved", "within", "info", "added", "removed"]
+Status = Literal[
+    "regressed", "improved", "within", "too small", "info", "added", "removed"
+]
 
 #: Sections that describe the run rather than measure it.
 SKIP_SECTIONS = frozenset(
-    {"schema", "env", "config", "load", "errors", "notes", "runtime", "comparison"}
-)
-#: Leaf names that are spreads, cache-dependent or sizes: shown, never judged.
-INFO_KEYS = frozenset(
     {
-        "q1_ms",
-        "q3_ms",
-        "iqr_ms",
-        "min_ms",
-        "max_ms",
-        "first_call_ms",
-        "first_process_peak_rss_mib",
-        "repeats",
-        "target_images_per_s",
-        "target_images_per_hour",
-        "cores_per_machine",
+        "schema",
+        "env",
+        "config",
+        "load",
+        "errors",
+        "notes",
+        "runtime",
+        "comparison",
+        "calibration",
     }
 )
 DEFAULT_THRESHOLD = 0.10
-
-
-def direction(key: str) -> Direction | None:
-    """Which way is better for a figure named ``key`` (its last path component).
-
-    Returns
-    -------
-    {"lower", "higher"} or None
-        None for figures shown for information only.
-    """
-    if key in INFO_KEYS:
-        return None
-    if key.endswith("_per_s") or "gbps" in key:
-        return "higher"
-    if key.startswith(("speedup", "ratio", "images_per_hour")) or "efficiency" in key:
-        return "higher"
-    if "fraction" in key:
-        return "higher"
-    if key.endswith(("_ms", "_s", "_mib")) or key in {
-        "cores_needed",
-        "machines_needed",
-    }:
-        return "lower"
-    return None
+#: Significance level of the one-sided Mann-Whitney U test.
+ALPHA = 0.01
+#: Timings under this median (ms) are too small to judge.
+MIN_RELIABLE_MS = 1.0
 
 
 def parse_threshold(text: str) -> float:
@@ -85,6 +71,24 @@ def parse_threshold(text: str) -> float:
             f"--threshold '{text}' is not a percentage: give e.g. 10% or 5 (percent)"
         )
     return float(match.group(1)) / 100.0
+
+
+def timing_nodes(doc: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Every gated timing of a document (``samples_ms`` + ``calibrate``), by dotted path."""
+
+    def walk(node: Any, path: tuple[str, ...]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        if isinstance(node, Mapping):
+            if "samples_ms" in node and node.get("calibrate") in ("1t", "all"):
+                yield ".".join(path), node
+                return
+            for key in sorted(node):
+                yield from walk(node[key], (*path, str(key)))
+
+    out: dict[str, Mapping[str, Any]] = {}
+    for section in sorted(doc):
+        if section not in SKIP_SECTIONS:
+            out.update(walk(doc[section], (section,)))
+    return out
 
 
 def figures(doc: Mapping[str, Any]) -> dict[str, float]:
@@ -104,38 +108,77 @@ def figures(doc: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def yardstick(doc: Mapping[str, Any], level: str) -> float:
+    """The run's yardstick (ms) at ``level``; 1.0 (no calibration) when absent."""
+    cal = doc.get("calibration", {})
+    value = cal.get(level, {}).get("median_ms") if isinstance(cal, Mapping) else None
+    return float(value) if value else 1.0
+
+
+def mann_whitney_greater(new: Sequence[float], old: Sequence[float]) -> float:
+    """One-sided p-value that ``new`` tends to be larger than ``old`` (Mann-Whitney U)."""
+    from scipy.stats import mannwhitneyu
+
+    if len(new) < 2 or len(old) < 2:
+        return 1.0
+    return float(mannwhitneyu(new, old, alternative="greater").pvalue)
+
+
 @dataclass(frozen=True)
 class Change:
-    """One figure in both runs (or in one of them)."""
+    """One gated figure in both runs (or in one of them)."""
 
     path: str
     old: float | None
     new: float | None
-    direction: Direction | None
     status: Status
+    ratio: float | None = None  # calibrated median ratio, new / old
+    p_slower: float | None = None
+    p_faster: float | None = None
+    old_iqr: float | None = None
+    new_iqr: float | None = None
 
     @property
     def relative(self) -> float | None:
-        """``(new - old) / old``; None when a side is missing or old is 0."""
-        if self.old is None or self.new is None or self.old == 0:
-            return None
-        return (self.new - self.old) / abs(self.old)
+        """Calibrated relative change ``ratio - 1``; None when a side is missing."""
+        return None if self.ratio is None else self.ratio - 1.0
 
 
-def judge(old: float, new: float, way: Direction | None, threshold: float) -> Status:
-    """Classify one change: regressed/improved beyond ``threshold``, within it, or info."""
-    if way is None:
-        return "info"
-    if old == 0 or not (math.isfinite(old) and math.isfinite(new)):
-        return "info"
-    rel = (new - old) / abs(old)
-    worse = rel > threshold if way == "lower" else rel < -threshold
-    better = rel < -threshold if way == "lower" else rel > threshold
-    if worse:
-        return "regressed"
-    if better:
-        return "improved"
-    return "within"
+def judge_samples(
+    old: Sequence[float],
+    new: Sequence[float],
+    *,
+    threshold: float,
+    alpha: float = ALPHA,
+) -> tuple[Status, float, float, float]:
+    """Verdict on two sets of (calibrated) times: lower is better.
+
+    Returns
+    -------
+    status, ratio, p_slower, p_faster
+        ``ratio`` is median(new) / median(old).
+    """
+    from statistics import median
+
+    m_old, m_new = median(old), median(new)
+    if not (m_old > 0 and math.isfinite(m_old) and math.isfinite(m_new)):
+        return "info", math.nan, 1.0, 1.0
+    ratio = m_new / m_old
+    p_slower = mann_whitney_greater(new, old)
+    p_faster = mann_whitney_greater(old, new)
+    if ratio > 1.0 + threshold and p_slower < alpha:
+        return "regressed", ratio, p_slower, p_faster
+    if ratio < 1.0 / (1.0 + threshold) and p_faster < alpha:
+        return "improved", ratio, p_slower, p_faster
+    return "within", ratio, p_slower, p_faster
+
+
+def _iqr(node: Mapping[str, Any]) -> float | None:
+    value = node.get("iqr_ms")
+    med = node.get("median_ms")
+    if value is None or not med:
+        return None
+    return float(value) / float(med)
 
 
 def compare(
@@ -143,19 +186,34 @@ def compare(
     new: Mapping[str, Any],
     *,
     threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = ALPHA,
 ) -> list[Change]:
-    """Every figure of ``old`` and ``new``, sorted by path, with its verdict."""
-    a, b = figures(old), figures(new)
+    """Every gated figure of ``old`` and ``new``, sorted by path, with its verdict."""
+    a, b = timing_nodes(old), timing_nodes(new)
     changes: list[Change] = []
     for path in sorted(set(a) | set(b)):
-        way = direction(path.rsplit(".", 1)[-1])
         if path not in b:
-            changes.append(Change(path, a[path], None, way, "removed"))
-        elif path not in a:
-            changes.append(Change(path, None, b[path], way, "added"))
-        else:
-            status = judge(a[path], b[path], way, threshold)
-            changes.append(Change(path, a[path], b[path], way, status))
+            changes.append(Change(path, a[path]["median_ms"], None, "removed"))
+            continue
+        if path not in a:
+            changes.append(Change(path, None, b[path]["median_ms"], "added"))
+            continue
+        na, nb = a[path], b[path]
+        mo, mn = float(na["median_ms"]), float(nb["median_ms"])
+        spread = {"old_iqr": _iqr(na), "new_iqr": _iqr(nb)}
+        if min(mo, mn) < MIN_RELIABLE_MS:
+            changes.append(
+                Change(path, mo, mn, "too small", ratio=mn / mo if mo else None, **spread)
+            )
+            continue
+        level = str(nb["calibrate"])
+        ya, yb = yardstick(old, level), yardstick(new, level)
+        so = [v / ya for v in na["samples_ms"]]
+        sn = [v / yb for v in nb["samples_ms"]]
+        status, ratio, p_s, p_f = judge_samples(so, sn, threshold=threshold, alpha=alpha)
+        changes.append(
+            Change(path, mo, mn, status, ratio=ratio, p_slower=p_s, p_faster=p_f, **spread)
+        )
     return changes
 
 
@@ -213,21 +271,31 @@ def comparison_section(
     Returns
     -------
     dict
-        ``threshold``, ``regressions`` (how many figures got worse beyond it),
-        ``config_differences`` and ``changes`` (every figure, see :func:`compare`).
+        ``threshold``, ``alpha``, ``regressions`` (how many gated figures got worse beyond
+        the threshold, significantly), ``drift`` (each run's yardstick), ``config_differences``
+        and ``changes`` (every gated figure, see :func:`compare`).
     """
     changes = compare(old, new, threshold=threshold)
     return {
         "threshold": threshold,
+        "alpha": ALPHA,
+        "min_reliable_ms": MIN_RELIABLE_MS,
         "regressions": sum(c.status == "regressed" for c in changes),
+        "drift": {
+            level: {"old_ms": yardstick(old, level), "new_ms": yardstick(new, level)}
+            for level in ("1t", "all")
+        },
         "config_differences": config_differences(old, new),
         "changes": [
             {
                 "figure": c.path,
-                "old": c.old,
-                "new": c.new,
+                "old_ms": c.old,
+                "new_ms": c.new,
                 "relative": c.relative,
-                "better": c.direction,
+                "p_slower": c.p_slower,
+                "p_faster": c.p_faster,
+                "old_iqr": c.old_iqr,
+                "new_iqr": c.new_iqr,
                 "status": c.status,
             }
             for c in changes

@@ -1,33 +1,52 @@
-"""``--peers``: the same work done by tools users already know, timed side by side.
+"""``--peers``: whole jobs done by tools users already know, process against process.
 
-- **dcm2niix** (PyPI package ``dcm2niix``, or any ``dcm2niix`` on PATH): ``dcm2niix -z n``
-  converts the workload folder to uncompressed NIfTI; clisonix does the same conversion
-  (empty pipeline, ``--format nifti``) with ``--jobs 1`` (dcm2niix converts on one core) and
-  with every core.
-- **SimpleITK**: the filters that have a clisonix op computing the same thing, on the same
-  volume (real values as float32), 1 thread against 1 thread and all cores against all
-  cores, with the op's ``examples[0]`` parameters: ``gaussian`` (``SmoothingRecursiveGaussian``,
-  sigma in mm), ``median`` (``Median``, radius = size // 2 voxels), ``resample``
-  (``Resample``, linear or nearest, to the op's spacing). ``clahe`` is not compared:
-  SimpleITK has no CLAHE (see :data:`NOT_COMPARABLE`).
+Every row runs both sides the same way: as **fresh processes** (interpreter or binary start,
+imports, reading, work, writing, exit), timed from outside, interleaved (clisonix, peer,
+peer, clisonix, ...) so that a change in the machine's load hits both sides alike. Each
+side states ``"timing": "process"`` in the document.
 
-A ratio is ``peer time / clisonix time``: above 1, clisonix is faster. A peer that is not
-installed is reported under ``missing`` and the run goes on.
+- ``cold``: the first process of each side in the row; clisonix starts with an empty
+  numba cache (``NUMBA_CACHE_DIR`` pointing to a new folder), so its cold figure includes
+  compiling every kernel the job needs: what the first run after an install pays.
+- ``warm``: the later processes (numba cache filled, files in the page cache).
+
+Rows, equal cores first:
+
+1. conversion to uncompressed NIfTI, ``clisonix transform --format nifti --jobs 1`` (one
+   worker, every thread pool at 1) vs ``dcm2niix -z n`` (single-threaded): 1 core each;
+2. the standard CT pipeline (read -> HU -> window -> resample 1.5 mm -> z-score -> NIfTI)
+   vs the same pipeline in SimpleITK (:mod:`.sitk_pipeline`), 1 thread each, then all
+   cores each;
+3. conversion with clisonix on every core against dcm2niix's one: said in the label.
+
+``ratio = peer time / clisonix time`` (above 1: clisonix is faster). Per-core throughput
+divides slices per second by the cores each side was given. A peer that is not installed
+is listed under ``missing``; the run goes on.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from clisonix_cli.bench.harness import SLOW_S, Progress, time_call, timing_figures
-from clisonix_cli.runtime import numba_threads
+from clisonix_cli.bench.harness import (
+    MIN_GATED_REPEATS,
+    ChildProcessFailed,
+    Progress,
+    Timing,
+    timing_figures,
+)
+from clisonix_cli.runtime import THREAD_VARS
 
 
 def find_dcm2niix() -> Path | None:
@@ -46,224 +65,262 @@ def dcm2niix_version(exe: Path) -> str:
     return match.group(0) if match else "unknown"
 
 
-def _fresh(folder: Path) -> None:
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+@dataclass(frozen=True)
+class Side:
+    """One side of a row: a command run as a fresh process into an emptied folder."""
 
+    name: str
+    argv: Sequence[str]
+    out: Path
+    cores: int
+    env: Mapping[str, str] = field(default_factory=dict)
+    shown: str = ""  # the command as a user would type it (no temporary paths)
+    suffix: str = ".nii"
 
-def _run_dcm2niix(exe: Path, src: Path, out: Path) -> None:
-    proc = subprocess.run(
-        [str(exe), "-z", "n", "-o", str(out), str(src)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = " ".join(proc.stdout.strip().splitlines()[-2:])
-        raise RuntimeError(f"dcm2niix exited {proc.returncode}: {tail}")
-
-
-def dcm2niix_comparison(
-    exe: Path,
-    root: Path,
-    *,
-    convert: Callable[[Path, int], None],
-    jobs_all: int,
-    repeats: int,
-    tmp: Path,
-) -> dict[str, Any]:
-    """Time ``dcm2niix -z n`` and clisonix's pure conversion of ``root``.
-
-    ``convert(out_dir, jobs)`` runs clisonix's conversion into an empty ``out_dir``.
-    """
-    out = tmp / "peer_dcm2niix"
-    t_peer = time_call(
-        partial(_run_dcm2niix, exe, root, out),
-        repeats=repeats,
-        setup=partial(_fresh, out),
-    )
-    n_nii = len(list(out.glob("*.nii")))
-    if n_nii == 0:
-        raise RuntimeError(f"dcm2niix wrote no .nii file for {root.name}")
-    results: dict[str, Any] = {}
-    for jobs in sorted({1, jobs_all}):
-        mine = tmp / f"peer_clisonix_{jobs}"
-        t_mine = time_call(
-            partial(convert, mine, jobs), repeats=repeats, setup=partial(_fresh, mine)
+    def run(self) -> float:
+        """Empty the output folder, run the command, check it wrote; return the wall time."""
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True)
+        env = {**os.environ, **self.env}
+        t0 = time.perf_counter()
+        proc = subprocess.run(  # noqa: S603 - our interpreter or the peer's binary
+            list(self.argv), capture_output=True, text=True, env=env, check=False
         )
-        results[f"conversion_jobs{jobs}"] = {
-            "peer": f"dcm2niix {dcm2niix_version(exe)} -z n (1 core)",
-            "peer_timing": timing_figures(t_peer),
-            "clisonix_timing": timing_figures(t_mine),
-            "clisonix_jobs": jobs,
-            "ratio": t_peer.median / t_mine.median,
-            "peer_outputs": n_nii,
-        }
-    return results
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
+            raise ChildProcessFailed(f"{self.name} exited {proc.returncode}: {tail}")
+        if not list(self.out.rglob(f"*{self.suffix}")):
+            raise ChildProcessFailed(f"{self.name} wrote no {self.suffix} file")
+        return wall
 
 
-# --- SimpleITK -----------------------------------------------------------------------------------
+def interleaved(
+    sides: Sequence[Side], *, repeats: int, min_time_s: float = 0.0, max_rounds: int = 30
+) -> list[Timing]:
+    """Run each side once (cold), then rounds of all sides in alternating order (warm).
 
+    Rounds go A B, B A, A B, ... so neither side always runs right after the other; they
+    continue until every side has ``repeats`` samples and ``min_time_s`` of timed runs.
 
-def _sitk_image(sitk: Any, img: Any) -> Any:
-    """The Image's real values (float32) as a SimpleITK image with its spacing (x=col)."""
-    import numpy as np
-
-    real = img.vol.astype(np.float32) * np.float32(img.slope) + np.float32(
-        img.intercept
-    )
-    out = sitk.GetImageFromArray(real)  # numpy (S, R, C) -> ITK (x=C, y=R, z=S)
-    s, r, c = img.spacing_mm
-    out.SetSpacing((c, r, s))
-    return out
-
-
-def _triple(value: Any) -> tuple[float, float, float]:
-    if isinstance(value, list | tuple):
-        return (float(value[0]), float(value[1]), float(value[2]))
-    return (float(value), float(value), float(value))
-
-
-def _sitk_gaussian(sitk: Any, image: Any, params: Mapping[str, Any]) -> Any:
-    s, r, c = _triple(params["sigma"])  # mm along (S, R, C)
-    return sitk.SmoothingRecursiveGaussian(image, (c, r, s))
-
-
-def _sitk_median(sitk: Any, image: Any, params: Mapping[str, Any]) -> Any:
-    half = int(params["size"]) // 2
-    return sitk.Median(image, [half, half, 0 if params.get("per_slice") else half])
-
-
-def _sitk_resample(sitk: Any, image: Any, params: Mapping[str, Any]) -> Any:
-    old_spacing, old_size = image.GetSpacing(), image.GetSize()
-    s, r, c = _triple(params["spacing"])
-    # clisonix: (S, R, C), 0 keeps an axis; ITK: (x=C, y=R, z=S)
-    new_spacing = tuple(
-        o if n == 0 else n for n, o in zip((c, r, s), old_spacing, strict=True)
-    )
-    new_size = [
-        max(1, round(n * o / ns))
-        for n, o, ns in zip(old_size, old_spacing, new_spacing, strict=True)
+    Returns
+    -------
+    list of Timing
+        One per side: warm samples, and the cold run as ``first_call``.
+    """
+    cold = [side.run() for side in sides]
+    samples: list[list[float]] = [[] for _ in sides]
+    rounds = 0
+    while rounds < repeats or (
+        min(sum(s) for s in samples) < min_time_s and rounds < max_rounds
+    ):
+        order = range(len(sides)) if rounds % 2 == 0 else reversed(range(len(sides)))
+        for i in order:
+            samples[i].append(sides[i].run())
+        rounds += 1
+    return [
+        Timing(tuple(s), first_call=c) for s, c in zip(samples, cold, strict=True)
     ]
-    order = params.get("order", "linear")
-    interp = sitk.sitkNearestNeighbor if order == "nearest" else sitk.sitkLinear
-    return sitk.Resample(
-        image,
-        new_size,
-        sitk.Transform(),
-        interp,
-        image.GetOrigin(),
-        new_spacing,
-        image.GetDirection(),
-        0.0,
-        image.GetPixelID(),
-    )
 
 
-#: Ops with no comparable SimpleITK filter, and why (reported under ``not_compared``).
-NOT_COMPARABLE: dict[str, str] = {
-    "clahe": "SimpleITK has no CLAHE: AdaptiveHistogramEqualization is a different "
-    "(alpha/beta, brute-force) algorithm, about 200x slower here; not compared",
-}
-
-#: clisonix op -> (SimpleITK call, SimpleITK filter name)
-SITK_FILTERS: dict[str, tuple[Callable[[Any, Any, Mapping[str, Any]], Any], str]] = {
-    "gaussian": (_sitk_gaussian, "SmoothingRecursiveGaussian"),
-    "median": (_sitk_median, "Median"),
-    "resample": (_sitk_resample, "Resample"),
-}
+def one_core_env() -> dict[str, str]:
+    """Every thread pool of a process at one thread (numba, BLAS, OpenMP)."""
+    return dict.fromkeys(THREAD_VARS, "1")
 
 
-def sitk_comparison(
-    img: Any,
-    ops: Mapping[str, Any],
-    *,
-    cores: int,
-    repeats: int,
-    progress: Progress | None = None,
+def _side_figures(
+    side: Side, t: Timing, slices: int, peer_name: str | None
 ) -> dict[str, Any]:
-    """Time each SimpleITK filter that has a clisonix op, against that op's ``apply``."""
-    import SimpleITK
+    warm = timing_figures(t)
+    seconds = t.median
+    fig: dict[str, Any] = {
+        "name": peer_name or "clisonix",
+        "command": side.shown,
+        "timing": "process",
+        "cores": side.cores,
+        "cold_ms": (t.first_call or 0.0) * 1e3,
+        "warm": warm,
+        "slices_per_s": slices / seconds,
+        "slices_per_s_per_core": slices / seconds / side.cores,
+    }
+    if peer_name is None:  # clisonix's own figure: judged by --compare
+        fig["warm"] = {
+            **warm,
+            "timing": "process",
+            "calibrate": "1t" if side.cores == 1 else "all",
+        }
+    return fig
 
-    sitk: Any = SimpleITK  # untyped C++ bindings
-    image = _sitk_image(sitk, img)
-    default_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    results: dict[str, Any] = {}
-    try:
-        _sitk_runs(sitk, image, img, ops, cores, repeats, results, progress)
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default_threads)
-    return results
 
-
-def _sitk_runs(
-    sitk: Any,
-    image: Any,
-    img: Any,
-    ops: Mapping[str, Any],
-    cores: int,
+def _row(
+    work: str,
+    label: str,
+    mine: Side,
+    peer: Side,
+    peer_name: str,
+    *,
+    slices: int,
     repeats: int,
-    results: dict[str, Any],
-    progress: Progress | None,
-) -> None:
-    for name, (call, filter_name) in SITK_FILTERS.items():
-        op = ops.get(name)
-        if op is None:
-            continue
-        if progress:
-            progress(f"peers: SimpleITK {filter_name} vs {name}")
-        params = op.bind(dict(op.examples[0]) if op.examples else {})
-        for label, threads in (("1t", 1), ("all", cores)):
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-            t_peer = time_call(
-                partial(call, sitk, image, params), repeats=repeats, slow_s=SLOW_S
-            )
-            with numba_threads(threads):
-                t_mine = time_call(partial(op.apply, img, **params), repeats=repeats)
-            results[f"{name}_{label}"] = {
-                "peer": f"SimpleITK {sitk.Version.VersionString()} {filter_name}, {threads} thread(s)",
-                "peer_timing": timing_figures(t_peer),
-                "clisonix_timing": timing_figures(t_mine),
-                "threads": threads,
-                "params": {k: str(v) for k, v in params.items()},
-                "ratio": t_peer.median / t_mine.median,
-            }
+    min_time_s: float,
+) -> dict[str, Any]:
+    t_mine, t_peer = interleaved([mine, peer], repeats=repeats, min_time_s=min_time_s)
+    return {
+        "work": work,
+        "label": label,
+        "equal_cores": mine.cores == peer.cores,
+        "slices": slices,
+        "clisonix": _side_figures(mine, t_mine, slices, None),
+        "peer": _side_figures(peer, t_peer, slices, peer_name),
+        "ratio_warm": t_peer.median / t_mine.median,
+        "ratio_cold": (t_peer.first_call or 0.0) / (t_mine.first_call or 1.0),
+    }
+
+
+def _clisonix(
+    root: Path,
+    out: Path,
+    *,
+    jobs: int,
+    ops: Sequence[str],
+    cache: Path,
+    cores: int,
+) -> Side:
+    argv = [sys.executable, "-m", "clisonix_cli", "transform", str(root), str(out)]
+    shown = ["clisonix transform IN OUT"]
+    for spec in ops:
+        argv += ["--op", spec]
+        shown.append(f"--op {spec}")
+    argv += ["--format", "nifti", "--jobs", str(jobs)]
+    shown.append(f"--format nifti --jobs {jobs}")
+    env = {"NUMBA_CACHE_DIR": str(cache)}
+    if cores == 1:
+        env.update(one_core_env())
+    return Side("clisonix", argv, out, cores, env, " ".join(shown))
 
 
 def peers_suite(
     root: Path,
     *,
-    img: Any,
-    ops: Mapping[str, Any],
-    convert: Callable[[Path, int], None],
     cores: int,
     repeats: int,
     tmp: Path,
+    min_time_s: float = 0.0,
     progress: Progress | None = None,
+    calibrate: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every installed peer; list the missing ones under ``missing``."""
-    section: dict[str, Any] = {"comparisons": {}, "missing": {}}
+    """Every whole-job row whose peer is installed; the others under ``missing``."""
+    from clisonix_cli.bench.sitk_pipeline import CLISONIX_OPS
+    from clisonix_cli.dicom.index import scan
+
+    slices = sum(st.n_slices * st.n_volumes for st in scan(root).stacks)
+    say = progress or (lambda _msg: None)
+    reps = max(repeats, MIN_GATED_REPEATS)
+    row = partial(_row, slices=slices, repeats=reps, min_time_s=min_time_s)
+    section: dict[str, Any] = {"rows": {}, "missing": {}}
+    rows = section["rows"]
     exe = find_dcm2niix()
-    if exe is None:
+    has_sitk = importlib.util.find_spec("SimpleITK") is not None
+
+    def cache(key: str) -> Path:  # a new, empty numba cache per row: its cold run compiles
+        return tmp / f"numba_cache_{key}"
+
+    def dcm2niix_side(key: str) -> tuple[Side, str]:
+        assert exe is not None
+        out = tmp / f"peer_{key}"
+        argv = [str(exe), "-z", "n", "-o", str(out), str(root)]
+        return Side("dcm2niix", argv, out, 1, shown="dcm2niix -z n -o OUT IN"), (
+            f"dcm2niix {dcm2niix_version(exe)}"
+        )
+
+    def sitk_side(key: str, threads: int) -> tuple[Side, str]:
+        import SimpleITK
+
+        out = tmp / f"peer_{key}"
+        argv = [sys.executable, "-m", "clisonix_cli.bench.sitk_pipeline"]
+        argv += [str(root), str(out), "--threads", str(threads)]
+        shown = f"python -m clisonix_cli.bench.sitk_pipeline IN OUT --threads {threads}"
+        env = one_core_env() if threads == 1 else {}
+        name = f"SimpleITK {SimpleITK.Version.VersionString()}"
+        return Side("SimpleITK", argv, out, threads, env, shown), name
+
+    plan: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    if exe is not None:
+        peer, name = dcm2niix_side("conv1")
+        mine = _clisonix(
+            root, tmp / "mine_conv1", jobs=1, ops=(), cache=cache("conv1"), cores=1
+        )
+        plan.append(
+            (
+                "conversion_1v1",
+                partial(
+                    row,
+                    "conversion to NIfTI (uncompressed)",
+                    f"clisonix 1 core vs {name} 1 core",
+                    mine,
+                    peer,
+                    name,
+                ),
+            )
+        )
+    else:
         section["missing"]["dcm2niix"] = (
             "not installed: pip install dcm2niix (or put dcm2niix on PATH)"
         )
+    if has_sitk:
+        for key, n in (("pipeline_1v1", 1), ("pipeline_all", cores)):
+            if key == "pipeline_all" and cores == 1:
+                continue
+            peer, name = sitk_side(key, n)
+            mine = _clisonix(
+                root,
+                tmp / f"mine_{key}",
+                jobs=1 if n == 1 else 0,
+                ops=CLISONIX_OPS,
+                cache=cache(key),
+                cores=n,
+            )
+            plan.append(
+                (
+                    key,
+                    partial(
+                        row,
+                        "CT pipeline: read, HU, window, resample 1.5 mm, z-score, NIfTI",
+                        f"clisonix {n} core(s) vs {name} {n} thread(s)",
+                        mine,
+                        peer,
+                        name,
+                    ),
+                )
+            )
     else:
-        if progress:
-            progress("peers: dcm2niix -z n vs clisonix conversion")
-        section["comparisons"].update(
-            dcm2niix_comparison(
-                exe, root, convert=convert, jobs_all=cores, repeats=repeats, tmp=tmp
+        section["missing"]["SimpleITK"] = "not installed: pip install SimpleITK"
+    if exe is not None and cores > 1:
+        peer, name = dcm2niix_side("conv_all")
+        mine = _clisonix(
+            root,
+            tmp / "mine_conv_all",
+            jobs=0,
+            ops=(),
+            cache=cache("conv_all"),
+            cores=cores,
+        )
+        plan.append(
+            (
+                "conversion_all_v1",
+                partial(
+                    row,
+                    "conversion to NIfTI (uncompressed)",
+                    f"clisonix {cores} cores vs {name} 1 core (more cores for clisonix)",
+                    mine,
+                    peer,
+                    name,
+                ),
             )
         )
-    try:
-        import SimpleITK  # noqa: F401
-    except ImportError:
-        section["missing"]["SimpleITK"] = "not installed: pip install SimpleITK"
-    else:
-        section["comparisons"].update(
-            sitk_comparison(img, ops, cores=cores, repeats=repeats, progress=progress)
-        )
-        section["not_compared"] = {k: v for k, v in NOT_COMPARABLE.items() if k in ops}
+    for key, run_row in plan:
+        say(f"peers: {key} (fresh processes, interleaved)")
+        if calibrate is not None:
+            calibrate()
+        rows[key] = run_row()
     return section

@@ -29,7 +29,7 @@ from typing import Any
 
 from clisonix_cli.runtime import cpu_cores
 
-SCHEMA = "clisonix-bench/1"
+SCHEMA = "clisonix-bench/2"
 
 
 def cpu_model() -> str:
@@ -115,8 +115,15 @@ def new_document(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def plot_series(
     doc: Mapping[str, Any],
-) -> tuple[list[tuple[int, float]], list[tuple[str, float]]]:
-    """What ``--plot`` draws: (jobs, slices/s) points and (op, speed-up at 1 thread) bars."""
+) -> tuple[list[tuple[int, float]], list[tuple[str, float]], list[tuple[str, float]]]:
+    """What ``--plot`` draws.
+
+    Returns
+    -------
+    points, bars, jobs
+        (jobs, slices/s) of the end-to-end suite; (op, speed-up over its strongest
+        reference at 1 thread); (whole-job row label, warm ratio peer / clisonix).
+    """
     points: list[tuple[int, float]] = []
     e2e = doc.get("end_to_end", {})
     for jobs, fig in sorted(e2e.get("jobs", {}).items(), key=lambda kv: int(kv[0])):
@@ -126,16 +133,21 @@ def plot_series(
         for name, fig in sorted(doc.get("ops", {}).items())
         if "speedup_1t" in fig
     ]
-    return points, bars
+    jobs = [
+        (f"{row['work'].split(':')[0]}: {row['label']}", float(row["ratio_warm"]))
+        for row in doc.get("peers", {}).get("rows", {}).values()
+    ]
+    return points, bars, jobs
 
 
 def write_plot(doc: Mapping[str, Any], path: Path) -> Path:
-    """Draw throughput vs jobs and per-op speed-ups into a PNG at ``path``.
+    """Draw throughput vs jobs, per-op speed-ups and whole-job rows into a PNG at ``path``.
 
     Uses Pillow (installed with scikit-image, a clisonix dependency), so no plotting library
-    is needed. Left panel: slices/s for each ``--jobs`` level, with the ideal linear scaling
-    from ``--jobs 1`` dashed. Right panel: per-op speed-up of the numba ``apply`` over the
-    reference at one thread, on a log scale (1x marked).
+    is needed. Top left: slices/s for each ``--jobs`` level, with the ideal linear scaling
+    from ``--jobs 1`` dashed. Top right: per-op speed-up of ``apply`` over its strongest
+    reference at one thread, on a log scale (1x marked). Bottom: the whole-job rows of
+    ``--peers`` (peer time / clisonix time, warm, process vs process), log scale.
 
     Returns
     -------
@@ -146,8 +158,9 @@ def write_plot(doc: Mapping[str, Any], path: Path) -> Path:
 
     from clisonix_cli.fsio import atomic_write
 
-    points, bars = plot_series(doc)
-    width, height, pad = 1200, 560, 70
+    points, bars, jobs = plot_series(doc)
+    width, height, pad = 1200, 880, 70
+    top_h = 560
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=14)
@@ -159,10 +172,26 @@ def write_plot(doc: Mapping[str, Any], path: Path) -> Path:
     )
     draw.text((pad, 12), title, fill="black", font=font)
     _panel_throughput(
-        draw, points, (pad, 60, width // 2 - 30, height - pad), font, small
+        draw, points, (pad, 60, width // 2 - 30, top_h - pad), font, small
     )
     _panel_speedups(
-        draw, bars, (width // 2 + 150, 60, width - 40, height - pad), font, small
+        draw,
+        bars,
+        (width // 2 + 150, 60, width - 40, top_h - pad),
+        font,
+        small,
+        "per-op speed-up over the strongest reference, 1 thread (log)",
+        "per-op suite not run",
+    )
+    _panel_speedups(
+        draw,
+        jobs,
+        (430, top_h + 30, width - 40, height - 40),
+        font,
+        small,
+        "whole jobs, process vs process: peer time / clisonix time, warm (log)",
+        "no whole-job rows (run with --peers)",
+        name_width=420,
     )
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
@@ -225,20 +254,22 @@ def _panel_throughput(
 
 
 def _panel_speedups(
-    draw: Any, bars: Sequence[tuple[str, float]], box: Box, font: Any, small: Any
+    draw: Any,
+    bars: Sequence[tuple[str, float]],
+    box: Box,
+    font: Any,
+    small: Any,
+    title: str,
+    empty: str,
+    name_width: int = 110,
 ) -> None:
     import math
 
     x0, y0, x1, y1 = box
-    draw.text(
-        (x0 - 110, y0 - 28),
-        "per-op speed-up over reference, 1 thread (log)",
-        fill="black",
-        font=font,
-    )
+    draw.text((x0 - name_width, y0 - 28), title, fill="black", font=font)
     draw.rectangle(box, outline="black")
     if not bars:
-        draw.text((x0 + 10, y0 + 10), "per-op suite not run", fill="gray", font=small)
+        draw.text((x0 + 10, y0 + 10), empty, fill="gray", font=small)
         return
     logs = [math.log10(max(s, 1e-3)) for _, s in bars]
     lo, hi = min(0.0, min(logs)) - 0.1, max(0.0, max(logs)) + 0.3
@@ -259,7 +290,10 @@ def _panel_speedups(
         xa, xb = sorted((x_of(0.0), x_of(lv)))
         draw.rectangle((xa, top, max(xb, xa + 1), bottom), fill=colour)
         draw.text(
-            (x0 - 110, (top + bottom) / 2 - 7), name[:14], fill="black", font=small
+            (x0 - name_width, (top + bottom) / 2 - 7),
+            name[: name_width // 7],
+            fill="black",
+            font=small,
         )
         draw.text(
             (x_of(max(lv, 0.0)) + 4, (top + bottom) / 2 - 7),

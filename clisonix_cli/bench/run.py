@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from clisonix_cli.bench import workload as wl
-from clisonix_cli.bench.harness import Progress
+from clisonix_cli.bench.calibrate import Calibrator
+from clisonix_cli.bench.harness import MIN_TIME_S, QUICK_MIN_TIME_S, Progress
 from clisonix_cli.bench.peers import peers_suite
 from clisonix_cli.bench.report import load_average, new_document
 from clisonix_cli.bench.sizing import sizing_section
 from clisonix_cli.bench.suite_compile import compile_suite
-from clisonix_cli.bench.suite_e2e import convert_plain, e2e_suite
+from clisonix_cli.bench.suite_e2e import e2e_suite
 from clisonix_cli.bench.suite_memory import memory_suite, peak_memory_suite
 from clisonix_cli.bench.suite_ops import jsonable, op_suite, per_op_image, select_ops
 from clisonix_cli.bench.suite_stages import scan_suite, stage_inputs, stage_suite
@@ -70,6 +71,14 @@ class BenchConfig:
     suites: tuple[str, ...] = SUITES
     target: str | None = None
     jobs: tuple[int, ...] = ()
+    min_time_s: float | None = None
+
+    @property
+    def min_time(self) -> float:
+        """Minimum measurement time of each gated figure (seconds of timed calls)."""
+        if self.min_time_s is not None:
+            return self.min_time_s
+        return QUICK_MIN_TIME_S if self.quick else MIN_TIME_S
 
     def describe(self) -> dict[str, Any]:
         """The ``config`` section of the document (JSON-ready, no absolute user paths)."""
@@ -80,6 +89,7 @@ class BenchConfig:
         out["op_specs"] = list(self.op_specs)
         out["suites"] = list(self.suites)
         out["jobs"] = list(self.jobs)
+        out["min_time_s"] = self.min_time
         out["rows"], out["cols"] = wl.ROWS, wl.COLS
         return out
 
@@ -133,10 +143,14 @@ def run_bench(cfg: BenchConfig, *, progress: Progress | None = None) -> dict[str
     say = progress or (lambda _msg: None)
     tmp = Path(tempfile.mkdtemp(prefix="clisonix-bench-"))
     t0 = time.perf_counter()
+    cal = Calibrator(cores)
     try:
-        _run_suites(cfg, doc, tmp=tmp, cores=cores, jobs_levels=jobs_levels, say=say)
+        _run_suites(
+            cfg, doc, tmp=tmp, cores=cores, jobs_levels=jobs_levels, say=say, cal=cal
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    doc["calibration"] = cal.section()
     doc["runtime"]["total"] = time.perf_counter() - t0
     doc["load"]["loadavg_1m_end"] = load_average()
     return doc
@@ -162,6 +176,7 @@ def _run_suites(
     cores: int,
     jobs_levels: Sequence[int],
     say: Progress,
+    cal: Calibrator,
 ) -> None:
     from clisonix_cli.transforms.pipeline import Pipeline
 
@@ -173,6 +188,7 @@ def _run_suites(
     wanted = set(cfg.suites)
     ops = select_ops(cfg.ops) if wanted & {"ops", "compile"} else {}
 
+    cal.point()
     if "memory" in wanted:
         say("memory bandwidth")
         reps = max(cfg.repeats, 3)
@@ -200,7 +216,7 @@ def _run_suites(
             )
 
     img: Any = None
-    if wanted & {"ops", "peers"}:
+    if "ops" in wanted:
         img = per_op_image(cfg.data, cfg.slices, tmp, say)
     if "ops" in wanted:
         mem = doc.get("memory")
@@ -223,13 +239,16 @@ def _run_suites(
                 ops,
                 repeats=cfg.repeats,
                 cores=cores,
+                min_time_s=cfg.min_time,
                 copy_gbps=copy,
                 progress=say,
                 runtime=doc["runtime"],
+                calibrate=cal.point,
             ),
         )
     if root is not None:
         if "e2e" in wanted:
+            cal.point()
             _guard(
                 doc,
                 "end_to_end",
@@ -240,6 +259,7 @@ def _run_suites(
                     cfg.pipeline_file,
                     jobs_levels=jobs_levels,
                     repeats=cfg.repeats,
+                    min_time_s=cfg.min_time,
                     tmp=tmp,
                     progress=say,
                 ),
@@ -253,8 +273,16 @@ def _run_suites(
                 )
         if "scan" in wanted:
             say("scan throughput")
-            _guard(doc, "scan", partial(scan_suite, root, repeats=cfg.repeats))
+            cal.point()
+            _guard(
+                doc,
+                "scan",
+                partial(
+                    scan_suite, root, repeats=cfg.repeats, min_time_s=cfg.min_time
+                ),
+            )
         if "stages" in wanted:
+            cal.point()
             series = stage_inputs(
                 cfg.data, quick=cfg.quick, cores=cores, tmp=tmp, notes=doc["notes"]
             )
@@ -267,6 +295,7 @@ def _run_suites(
                     pipeline=pipeline,
                     tmp=tmp,
                     repeats=cfg.repeats,
+                    min_time_s=cfg.min_time,
                     progress=say,
                 ),
             )
@@ -278,20 +307,18 @@ def _run_suites(
                 partial(peak_memory_suite, root, specs, cfg.pipeline_file, tmp=tmp),
             )
         if "peers" in wanted:
-            convert = partial(convert_plain, root)
             _guard(
                 doc,
                 "peers",
                 partial(
                     peers_suite,
                     root,
-                    img=img,
-                    ops=select_ops(None),
-                    convert=convert,
                     cores=cores,
                     repeats=cfg.repeats,
                     tmp=tmp,
+                    min_time_s=cfg.min_time,
                     progress=say,
+                    calibrate=cal.point,
                 ),
             )
     if "compile" in wanted:

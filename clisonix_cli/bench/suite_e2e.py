@@ -9,7 +9,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from clisonix_cli.bench.harness import Progress, rate, time_call, timing_figures
+from clisonix_cli.bench.harness import (
+    MIN_GATED_REPEATS,
+    Progress,
+    rate,
+    time_call,
+    timing_figures,
+)
 from clisonix_cli.bench.sizing import parallel_efficiency
 
 
@@ -64,6 +70,7 @@ def e2e_suite(
     jobs_levels: Sequence[int],
     repeats: int,
     tmp: Path,
+    min_time_s: float = 0.0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Throughput of the whole transform job at each ``--jobs`` level.
@@ -98,9 +105,16 @@ def e2e_suite(
             pipeline_file=pipeline_file,
             jobs=jobs,
         )
-        t = time_call(once, repeats=repeats, setup=partial(_fresh_dir, out))
+        t = time_call(
+            once,
+            repeats=max(repeats, MIN_GATED_REPEATS),
+            setup=partial(_fresh_dir, out),
+            min_time_s=min_time_s,
+        )
         levels[str(jobs)] = {
             **timing_figures(t),
+            "timing": "in-process",
+            "calibrate": "1t" if jobs == 1 else "all",
             "series_per_s": rate(n_series, t.median),
             "slices_per_s": rate(n_slices, t.median),
             "mb_per_s": rate(n_bytes, t.median) / 1e6,
@@ -121,8 +135,3 @@ def e2e_suite(
         "parallel_efficiency": levels[top]["efficiency"],
         "speedup_all": levels[top]["slices_per_s"] / one,
     }
-
-
-def convert_plain(root: Path, out: Path, jobs: int) -> None:
-    """clisonix's pure conversion (empty pipeline, uncompressed NIfTI): what dcm2niix does."""
-    transform_once(root, out, op_specs=(), pipeline_file=None, jobs=jobs, fmt="nifti")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,28 +60,37 @@ def op_suite(
     *,
     repeats: int,
     cores: int,
+    min_time_s: float = 0.0,
     copy_gbps: Mapping[str, float] | None = None,
     progress: Progress | None = None,
     runtime: dict[str, float] | None = None,
+    calibrate: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Time every op's ``apply`` (1 thread, all cores) against its ``reference`` (1 thread).
+    """Time every op's ``apply`` (1 thread, all cores) against its strongest references.
 
     All ops run on the same :class:`Image` (stored values with their pending slope and
-    intercept, as ``load_stack`` returns them) with the op's ``examples[0]`` bound through
-    :meth:`Op.bind`. Bytes moved = input bytes + output bytes. The first call of ``apply``
-    (numba compile or cache load included) is kept apart as ``first_call_ms``; the
-    reference's first call (lazy scipy/scikit-image imports) is an untimed warm-up.
-    ``copy_gbps`` (keys ``1t``, ``all`` and optionally ``fresh_1t``, ``fresh_all``) gives
-    the intensity ops' ``copy_fraction_*`` (vs a copy into a warm buffer) and
-    ``fresh_copy_fraction_*`` (vs a copy into a new array, as the op's own output is).
-    ``runtime``, when given, receives the wall seconds spent on each op.
+    intercept, as ``load_stack`` returns them) with :func:`.references.bench_params`. The
+    references are the candidates of :mod:`clisonix_cli.bench.references` (each checked
+    against ``apply`` by a test), timed in the same run: at one thread, and at every core
+    when they can use threads; ``speedup_1t``/``speedup_all`` divide the fastest of them at
+    that thread count by ``apply``. Bytes moved = input bytes + output bytes. The first call
+    of ``apply`` (numba compile or cache load) is kept apart as ``first_call_ms``.
+    ``apply`` figures are gated by ``--compare`` (``min_time_s`` of timed calls each);
+    references are information. ``copy_gbps`` (keys ``1t``, ``all``, optionally
+    ``fresh_1t``, ``fresh_all``) gives the intensity ops' ``copy_fraction_*``.
     """
+    from clisonix_cli.bench.harness import MIN_GATED_REPEATS
+    from clisonix_cli.bench.references import NOT_COMPARABLE, bench_params, candidates
+
     section: dict[str, Any] = {}
+    gated = max(repeats, MIN_GATED_REPEATS)
     for name, op in ops.items():
         if progress:
             progress(f"op {name}")
+        if calibrate is not None:
+            calibrate()
         t_op = time.perf_counter()
-        params = op.bind(dict(op.examples[0]) if op.examples else {})
+        params = bench_params(op)
         t0 = time.perf_counter()
         out = op.apply(img, **params)
         first_call = time.perf_counter() - t0
@@ -107,19 +116,28 @@ def op_suite(
         del out
         apply = partial(op.apply, img, **params)
         with numba_threads(1):
-            t1 = time_call(apply, repeats=repeats, warmup=0)
+            t1 = time_call(apply, repeats=gated, warmup=0, min_time_s=min_time_s)
         with numba_threads(cores) as used:
-            tn = time_call(apply, repeats=repeats)  # warm-up: wakes the thread pool
+            # warm-up: wakes the thread pool
+            tn = time_call(apply, repeats=gated, min_time_s=min_time_s)
         entry["threads_all"] = used
-        with one_thread_pools(), numba_threads(1):
-            tr = time_call(
-                partial(op.reference, img, **params), repeats=repeats, slow_s=SLOW_S
-            )
-        entry["apply_1t"] = timing_figures(t1, voxels=voxels, nbytes=nbytes)
-        entry["apply_all"] = timing_figures(tn, voxels=voxels, nbytes=nbytes)
-        entry["reference"] = timing_figures(tr, voxels=voxels, nbytes=nbytes)
-        entry["speedup_1t"] = tr.median / t1.median
-        entry["speedup_all"] = tr.median / tn.median
+        entry["apply_1t"] = _gated(timing_figures(t1, voxels=voxels, nbytes=nbytes), "1t")
+        entry["apply_all"] = _gated(
+            timing_figures(tn, voxels=voxels, nbytes=nbytes), "all"
+        )
+        refs = _time_references(
+            candidates(name), img, params, repeats=repeats, cores=cores, voxels=voxels
+        )
+        entry["references"] = refs
+        if name in NOT_COMPARABLE:
+            entry["reference_note"] = NOT_COMPARABLE[name]
+        best_1t = _strongest(refs, "1t")
+        best_all = _strongest(refs, "all")
+        if best_1t is not None and best_all is not None:
+            entry["strongest_1t"], ms_1t = best_1t
+            entry["strongest_all"], ms_all = best_all
+            entry["speedup_1t"] = ms_1t / entry["apply_1t"]["median_ms"]
+            entry["speedup_all"] = ms_all / entry["apply_all"]["median_ms"]
         if op.family == "intensity" and copy_gbps and nbytes is not None:
             entry["copy_fraction_1t"] = entry["apply_1t"]["gbps"] / copy_gbps["1t"]
             entry["copy_fraction_all"] = entry["apply_all"]["gbps"] / copy_gbps["all"]
@@ -134,6 +152,60 @@ def op_suite(
         if runtime is not None:
             runtime[f"ops.{name}"] = time.perf_counter() - t_op
     return section
+
+
+def _gated(fig: dict[str, Any], level: str) -> dict[str, Any]:
+    """Mark a timing as clisonix's own, in-process, judged by ``--compare`` at ``level``."""
+    return {**fig, "timing": "in-process", "calibrate": level}
+
+
+def _time_references(
+    cands: Sequence[Any],
+    img: Any,
+    params: Mapping[str, Any],
+    *,
+    repeats: int,
+    cores: int,
+    voxels: int,
+) -> dict[str, Any]:
+    """Time each candidate at one thread, and at every core when it can use threads."""
+    out: dict[str, Any] = {}
+    for ref in cands:
+        if not ref.handles(img, params):
+            continue
+        fig: dict[str, Any] = {
+            "label": ref.label,
+            "timing": "in-process",
+            "threaded": ref.threaded,
+            "atol": ref.atol,
+            "rtol": ref.rtol,
+        }
+        call = partial(ref.func, img, params, 1)
+        with one_thread_pools(), numba_threads(1):
+            fig["1t"] = timing_figures(
+                time_call(call, repeats=repeats, slow_s=SLOW_S), voxels=voxels
+            )
+        if ref.threaded and cores > 1:
+            call_all = partial(ref.func, img, params, cores)
+            fig["all"] = timing_figures(
+                time_call(call_all, repeats=repeats, slow_s=SLOW_S), voxels=voxels
+            )
+        fig["threads_all"] = cores if ref.threaded else 1
+        out[ref.name] = fig
+    return out
+
+
+def _strongest(refs: Mapping[str, Any], level: str) -> tuple[str, float] | None:
+    """(name, median ms) of the fastest reference at ``level`` (``1t`` or ``all``).
+
+    At every core, a reference that cannot use threads counts with its one-thread time.
+    """
+    best: tuple[str, float] | None = None
+    for name, fig in refs.items():
+        ms = float(fig.get(level, fig["1t"])["median_ms"])
+        if best is None or ms < best[1]:
+            best = (name, ms)
+    return best
 
 
 def jsonable(value: Any) -> Any:

@@ -8,20 +8,36 @@ from pathlib import Path
 from typing import Any
 
 from clisonix_cli.bench import workload as wl
-from clisonix_cli.bench.harness import Progress, Timing, rate, time_call, timing_figures
+from clisonix_cli.bench.harness import (
+    MIN_GATED_REPEATS,
+    Progress,
+    Timing,
+    rate,
+    time_call,
+    timing_figures,
+)
 
 
-def scan_suite(root: Path, *, repeats: int) -> dict[str, Any]:
+def gated(t: Timing, level: str, **kw: Any) -> dict[str, Any]:
+    """Timing figures of clisonix's own in-process work, judged by ``--compare``."""
+    return {**timing_figures(t, **kw), "timing": "in-process", "calibrate": level}
+
+
+def scan_suite(root: Path, *, repeats: int, min_time_s: float = 0.0) -> dict[str, Any]:
     """Files per second of :func:`clisonix_cli.dicom.index.scan` over the whole workload."""
     from clisonix_cli.dicom.index import scan
 
     result = scan(root)
-    t = time_call(lambda: scan(root), repeats=repeats)
+    t = time_call(
+        lambda: scan(root),
+        repeats=max(repeats, MIN_GATED_REPEATS),
+        min_time_s=min_time_s,
+    )
     return {
         "files": result.n_files,
         "dicom_files": result.n_dicom,
         "stacks": len(result.stacks),
-        "scan": timing_figures(t),
+        "scan": gated(t, "1t"),
         "files_per_s": rate(result.n_files, t.median),
     }
 
@@ -32,6 +48,7 @@ def stage_suite(
     pipeline: Any,
     tmp: Path,
     repeats: int,
+    min_time_s: float = 0.0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Where the time goes for one series, in-process, with the library functions.
@@ -48,6 +65,9 @@ def stage_suite(
     from clisonix_cli.formats.nifti import write_nifti
     from clisonix_cli.transforms.image import Image
 
+    timed = partial(
+        time_call, repeats=max(repeats, MIN_GATED_REPEATS), min_time_s=min_time_s
+    )
     section: dict[str, Any] = {}
     read: dict[str, Any] = {}
     primary: tuple[Path, Any, Timing] | None = None
@@ -58,12 +78,12 @@ def stage_suite(
         stack = wl.largest_stack(scan(root, files=paths))
         if stack is None:
             continue
-        t_scan = time_call(partial(scan, root, files=paths), repeats=repeats)
-        t_read = time_call(partial(load_stack, root, stack), repeats=repeats)
+        t_scan = timed(partial(scan, root, files=paths))
+        t_read = timed(partial(load_stack, root, stack))
         n = stack.n_slices * stack.n_volumes
         nbytes = sum((root / f).stat().st_size for f in stack.files)
         read[label] = {
-            **timing_figures(t_read),
+            **gated(t_read, "all"),
             "transfer_syntax": stack.transfer_syntax,
             "slices": n,
             "slices_per_s": rate(n, t_read.median),
@@ -80,7 +100,7 @@ def stage_suite(
         vol=data, affine_lps=vol.affine_lps, slope=vol.slope, intercept=vol.intercept
     )
     section["series_slices"] = int(data.shape[0])
-    section["scan"] = {**timing_figures(primary_scan), "files": len(stack.files)}
+    section["scan"] = {**gated(primary_scan, "1t"), "files": len(stack.files)}
     section["read_decode"] = read
 
     ops_section: dict[str, Any] = {}
@@ -90,12 +110,12 @@ def stage_suite(
         if progress:
             progress(f"stages: op {op.name}")
         cur = img
-        t = time_call(partial(op.apply, cur, **params), repeats=repeats)
-        ops_section[f"{k + 1}:{op.name}"] = timing_figures(t, voxels=int(cur.vol.size))
+        t = timed(partial(op.apply, cur, **params))
+        ops_section[f"{k + 1}:{op.name}"] = gated(t, "all", voxels=int(cur.vol.size))
         img = op.apply(cur, **params)
     section["ops"] = ops_section
-    t_pipe = time_call(partial(pipeline.run, img0), repeats=repeats)
-    section["pipeline_run"] = timing_figures(t_pipe, voxels=int(img0.vol.size))
+    t_pipe = timed(partial(pipeline.run, img0))
+    section["pipeline_run"] = gated(t_pipe, "all", voxels=int(img0.vol.size))
     final = pipeline.run(img0)
 
     writes: dict[str, Any] = {}
@@ -112,10 +132,10 @@ def stage_suite(
             intercept=final.intercept,
             sidecar=vol.meta,
         )
-        t_w = time_call(write, repeats=repeats)
+        t_w = timed(write)
         written = target.stat().st_size
         writes[suffix.lstrip(".").replace(".", "_")] = {
-            **timing_figures(t_w),
+            **gated(t_w, "1t"),
             "bytes": written,
             "mb_per_s": rate(written, t_w.median) / 1e6,
         }

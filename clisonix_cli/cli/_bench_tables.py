@@ -103,14 +103,28 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
     dtype = first["in_dtype"] if first else "?"
     n = first["threads_all"] if first else "?"
     times = Table(
-        title=f"Per op, one {shape} {dtype} volume: median ms (min-max)",
+        title=f"Per op, one {shape} {dtype} volume, in-process: median ms (min-max)",
         title_justify="left",
     )
-    for col in ("op", "apply, 1 thread", f"apply, {n} threads", "reference, 1 thread"):
-        times.add_column(col, justify="left" if col == "op" else "right")
-    rates = Table(
-        title="Per op: rates, speed-up over the reference, share of copy bandwidth",
+    for col in (
+        "op",
+        "apply, 1 thread",
+        f"apply, {n} threads",
+        "strongest reference, 1 thread",
+        f"its time at {n} threads",
+        "speed-up 1t",
+        f"speed-up {n}t",
+    ):
+        times.add_column(col, justify="left" if col.startswith("op") else "right")
+    refs = Table(
+        title="References per op (same run, same volume and parameters; each checked "
+        "against the op by a test)",
         title_justify="left",
+    )
+    for col in ("op", "reference", "what it is", "1 thread ms", f"{n} threads ms"):
+        refs.add_column(col, justify="right" if col.endswith("ms") else "left")
+    rates = Table(
+        title="Per op: rates and share of copy bandwidth", title_justify="left"
     )
     for col in (
         "op",
@@ -118,16 +132,34 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
         "voxels/s 1t",
         "GB/s 1t",
         f"GB/s {n}t",
-        "speed-up 1t",
-        f"speed-up {n}t",
         f"of warm copy 1t / {n}t",
         f"of fresh copy 1t / {n}t",
     ):
         rates.add_column(col, justify="left" if col in ("op", "family") else "right")
     for name, fig in sec.items():
+        references = fig.get("references", {})
+        b1, ba = fig.get("strongest_1t"), fig.get("strongest_all")
         times.add_row(
-            name, _ms(fig["apply_1t"]), _ms(fig["apply_all"]), _ms(fig["reference"])
+            name,
+            _ms(fig["apply_1t"]),
+            _ms(fig["apply_all"]),
+            f"{b1}: {_ms(references[b1]['1t'])}" if b1 else "-",
+            f"{ba}: {_ms(references[ba].get('all', references[ba]['1t']))}"
+            if ba
+            else "-",
+            f"{_num(fig['speedup_1t'])}x" if "speedup_1t" in fig else "-",
+            f"{_num(fig['speedup_all'])}x" if "speedup_all" in fig else "-",
         )
+        for key, ref in references.items():
+            refs.add_row(
+                name,
+                key,
+                escape(ref["label"]),
+                _ms(ref["1t"]),
+                _ms(ref["all"]) if "all" in ref else "(1 thread only)",
+            )
+        if "reference_note" in fig:
+            refs.add_row(name, "-", escape(fig["reference_note"]), "", "")
         frac = fig.get("copy_fraction_1t")
         fresh = fig.get("fresh_copy_fraction_1t")
         rates.add_row(
@@ -136,14 +168,12 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
             _si(fig["apply_1t"]["voxels_per_s"], ""),
             _num(fig["apply_1t"].get("gbps")),
             _num(fig["apply_all"].get("gbps")),
-            f"{_num(fig['speedup_1t'])}x",
-            f"{_num(fig['speedup_all'])}x",
             "-" if frac is None else f"{frac:.0%} / {fig['copy_fraction_all']:.0%}",
             "-"
             if fresh is None
             else f"{fresh:.0%} / {fig['fresh_copy_fraction_all']:.0%}",
         )
-    return Group(times, rates)
+    return Group(times, refs, rates)
 
 
 def _e2e_table(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Table:
@@ -306,39 +336,59 @@ def _sizing_table(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Table:
 
 def _peers_table(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Table:
     t = Table(
-        title="Peers (ratio = peer time / clisonix time; > 1 means clisonix is faster)",
+        title="Whole jobs, process vs process (fresh processes, interleaved; ratio = peer "
+        "time / clisonix time, > 1 means clisonix is faster)",
         title_justify="left",
     )
-    for col in ("work", "peer", "peer ms", "clisonix ms", "ratio"):
-        t.add_column(col, justify="left" if col in ("work", "peer") else "right")
-    for name, fig in sec.get("comparisons", {}).items():
+    for col in (
+        "work",
+        "cores",
+        "clisonix warm s",
+        "peer warm s",
+        "ratio warm",
+        "clisonix cold s",
+        "peer cold s",
+        "slices/s/core clisonix / peer",
+    ):
+        t.add_column(col, justify="left" if col in ("work", "cores") else "right")
+    for fig in sec.get("rows", {}).values():
+        mine, peer = fig["clisonix"], fig["peer"]
         t.add_row(
-            name,
-            fig["peer"],
-            _ms(fig["peer_timing"]),
-            _ms(fig["clisonix_timing"]),
-            f"{_num(fig['ratio'])}x",
+            escape(fig["work"]),
+            escape(fig["label"]),
+            _secs(mine["warm"]),
+            _secs(peer["warm"]),
+            f"{_num(fig['ratio_warm'])}x",
+            _num(mine["cold_ms"] / 1e3),
+            _num(peer["cold_ms"] / 1e3),
+            f"{_num(mine['slices_per_s_per_core'])} / {_num(peer['slices_per_s_per_core'])}",
         )
-    for peer, note in sec.get("missing", {}).items():
-        t.add_row("-", peer, "-", "-", escape(note))
-    notes = [f"{op}: {note}" for op, note in sec.get("not_compared", {}).items()]
-    if notes:
-        t.caption = escape("; ".join(notes))
-        t.caption_justify = "left"
+    for peer_name, note in sec.get("missing", {}).items():
+        t.add_row("-", peer_name, "-", "-", "-", "-", "-", escape(note))
     return t
 
 
+def _secs(fig: Mapping[str, Any]) -> str:
+    return (
+        f"{_num(fig['median_ms'] / 1e3)} "
+        f"({_num(fig['min_ms'] / 1e3)}-{_num(fig['max_ms'] / 1e3)})"
+    )
+
+
 def _comparison_table(sec: Mapping[str, Any]) -> Table:
+    shown = [c for c in sec["changes"] if c["status"] != "within"]
+    within = len(sec["changes"]) - len(shown)
     t = Table(
         title=(
-            f"Against the earlier run (threshold {sec['threshold']:.0%}): "
-            f"{sec['regressions']} regression(s); spreads and sizes in --json only"
+            f"Against the earlier run (threshold {sec['threshold']:.0%} and one-sided "
+            f"Mann-Whitney p < {sec['alpha']:g}, after drift): {sec['regressions']} "
+            f"regression(s); {within} figure(s) within, not listed"
         ),
         title_justify="left",
     )
-    for col in ("figure", "old", "new", "change", "better", "status"):
+    for col in ("figure", "old ms", "new ms", "change", "spread old / new", "p", "status"):
         t.add_column(
-            col, justify="right" if col in ("old", "new", "change") else "left"
+            col, justify="right" if col not in ("figure", "status") else "left"
         )
     style = {
         "regressed": "bold red",
@@ -346,17 +396,31 @@ def _comparison_table(sec: Mapping[str, Any]) -> Table:
         "added": "cyan",
         "removed": "cyan",
     }
-    for c in sec["changes"]:
+    for c in shown:
         rel = c["relative"]
+        p = c["p_slower"] if (rel or 0) >= 0 else c["p_faster"]
+        spread = (
+            "-"
+            if c["old_iqr"] is None or c["new_iqr"] is None
+            else f"{c['old_iqr']:.0%} / {c['new_iqr']:.0%}"
+        )
         t.add_row(
             c["figure"],
-            _num(c["old"]),
-            _num(c["new"]),
+            _num(c["old_ms"]),
+            _num(c["new_ms"]),
             "-" if rel is None else f"{rel:+.1%}",
-            c["better"] or "",
+            spread,
+            "-" if p is None else f"{p:.2g}",
             c["status"],
             style=style.get(c["status"]),
         )
+    drift = sec.get("drift", {})
+    if drift:
+        t.caption = "yardstick (in-cache copy) old -> new: " + ", ".join(
+            f"{level} {_num(d['old_ms'])} -> {_num(d['new_ms'])} ms"
+            for level, d in drift.items()
+        )
+        t.caption_justify = "left"
     for note in sec.get("config_differences", []):
-        t.add_row(escape(f"not comparable: {note}"), "", "", "", "", "")
+        t.add_row(escape(f"not comparable: {note}"), "", "", "", "", "", "")
     return t

@@ -88,7 +88,8 @@ def bench(
         typer.Option(
             "--peers",
             envvar="CLISONIX_PEERS",
-            help="Also time dcm2niix and SimpleITK on the same work, when installed.",
+            help="Also time whole jobs against dcm2niix and a SimpleITK pipeline, "
+            "process vs process, when installed.",
         ),
     ] = False,
     target: Annotated[
@@ -105,8 +106,8 @@ def bench(
             "--compare",
             envvar="CLISONIX_COMPARE",
             dir_okay=False,
-            help="An earlier --output/--json document: print every change; exit 1 when a "
-            "figure got worse beyond --threshold.",
+            help="An earlier --output/--json document: print what moved; exit 1 when a "
+            "figure got worse beyond --threshold and significantly (noise is not flagged).",
         ),
     ] = None,
     threshold: Annotated[
@@ -114,9 +115,20 @@ def bench(
         typer.Option(
             "--threshold",
             envvar="CLISONIX_THRESHOLD",
-            help="Relative change that counts as a regression for --compare.",
+            help="Relative change that counts as a regression for --compare (it must "
+            "also be statistically significant).",
         ),
     ] = "10%",
+    min_time: Annotated[
+        float | None,
+        typer.Option(
+            "--min-time",
+            envvar="CLISONIX_MIN_TIME",
+            min=0.0,
+            help="Seconds of timed calls per gated figure, at least (default 1, "
+            "0.25 with --quick): short calls are repeated until they add up to it.",
+        ),
+    ] = None,
     json_out: JsonFlag = False,
     output: Annotated[
         Path | None,
@@ -133,7 +145,8 @@ def bench(
             "--plot",
             envvar="CLISONIX_PLOT",
             dir_okay=False,
-            help="Draw throughput vs jobs and per-op speed-ups into a PNG.",
+            help="Draw throughput vs jobs, per-op speed-ups over the strongest reference "
+            "and the whole-job rows into a PNG.",
         ),
     ] = None,
 ) -> None:
@@ -168,6 +181,7 @@ def bench(
             data=data,
             suites=suites,
             target=target,
+            min_time_s=min_time,
         )
         doc = run_bench(cfg, progress=lambda msg: say(f"bench: {msg}", style="dim"))
         regressions = 0
@@ -199,7 +213,8 @@ def bench(
         if regressions:
             err_console.print(
                 escape(
-                    f"bench: {regressions} figure(s) worse than {compare} by more than {threshold}"
+                    f"bench: {regressions} figure(s) worse than {compare} by more than "
+                    f"{threshold}, significantly (see the comparison table)"
                 ),
                 style="bold red",
             )

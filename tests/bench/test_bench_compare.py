@@ -1,10 +1,12 @@
-"""--compare: figure extraction, direction of every figure kind, verdicts, bad files."""
+"""--compare: gated figures, noise vs shift on synthetic distributions, drift, bad files."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from clisonix_cli.bench import compare as cmp
@@ -12,108 +14,142 @@ from clisonix_cli.bench.report import SCHEMA
 from clisonix_cli.errors import CompareError, UsageError
 
 
+def _timing(samples: np.ndarray, level: str = "1t") -> dict[str, Any]:
+    """A gated timing node as the suites write it, from samples in ms."""
+    q1, med, q3 = np.percentile(samples, [25, 50, 75])
+    return {
+        "median_ms": float(med),
+        "iqr_ms": float(q3 - q1),
+        "min_ms": float(samples.min()),
+        "max_ms": float(samples.max()),
+        "repeats": len(samples),
+        "samples_ms": [float(v) for v in samples],
+        "timing": "in-process",
+        "calibrate": level,
+    }
+
+
 def _doc(
-    median_ms: float, slices_per_s: float, rss: float = 300.0
-) -> dict[str, object]:
+    samples: dict[str, np.ndarray], *, yard_1t: float = 1.0, yard_all: float = 1.0
+) -> dict[str, Any]:
+    """A document whose ops are gated timings (``name@level``), plus information."""
+    ops: dict[str, Any] = {}
+    for key, values in samples.items():
+        name, level = key.split("@")
+        ops.setdefault(name, {"voxels": 1000, "speedup_1t": 10.0})
+        ops[name][f"apply_{level}"] = _timing(values, level)
     return {
         "schema": SCHEMA,
         "env": {"cores": 2, "numba": "0.68"},
         "config": {"slices": 4},
-        "ops": {
-            "window": {
-                "apply_1t": {"median_ms": median_ms, "min_ms": 1.0, "repeats": 3},
-                "speedup_1t": 10.0,
-                "voxels": 1000,
-                "in_dtype": "int16",
-            }
+        "calibration": {
+            "1t": {"median_ms": yard_1t, "points_ms": [yard_1t]},
+            "all": {"median_ms": yard_all, "points_ms": [yard_all]},
         },
-        "end_to_end": {
-            "jobs": {"1": {"slices_per_s": slices_per_s}},
-            "parallel_efficiency": 0.9,
-        },
-        "peak_memory": {"task_peak_rss_mib": rss},
+        "ops": ops,
+        "peak_memory": {"task_peak_rss_mib": 300.0},
         "errors": {},
     }
 
 
-@pytest.mark.parametrize(
-    ("key", "way"),
-    [
-        ("median_ms", "lower"),
-        ("compile_ms", "lower"),
-        ("import_s", "lower"),
-        ("total_ms", "lower"),
-        ("task_peak_rss_mib", "lower"),
-        ("cores_needed", "lower"),
-        ("slices_per_s", "higher"),
-        ("files_per_s", "higher"),
-        ("copy_gbps_1t", "higher"),
-        ("gbps", "higher"),
-        ("speedup_all", "higher"),
-        ("parallel_efficiency", "higher"),
-        ("copy_fraction_1t", "higher"),
-        ("images_per_hour_1", "higher"),
-        ("ratio", "higher"),
-        ("min_ms", None),
-        ("iqr_ms", None),
-        ("first_call_ms", None),
-        ("repeats", None),
-        ("voxels", None),
-        ("bytes_moved", None),
-    ],
-)
-def test_direction(key: str, way: str | None) -> None:
-    assert cmp.direction(key) == way
+def _noisy(rng: np.random.Generator, median: float, n: int = 30, cv: float = 0.1) -> np.ndarray:
+    """Timings with a right-skewed noise (a busy machine only ever adds time)."""
+    return median * (1.0 + cv * rng.exponential(1.0, n)) / (1.0 + cv * np.log(2.0))
 
 
-def test_figures_skip_description_sections_and_strings() -> None:
-    figs = cmp.figures(_doc(2.0, 100.0))
-    assert "ops.window.apply_1t.median_ms" in figs
-    assert "end_to_end.jobs.1.slices_per_s" in figs
-    assert not any(p.startswith(("env.", "config.")) for p in figs)
-    assert "ops.window.in_dtype" not in figs
+def test_only_gated_timings_are_judged() -> None:
+    rng = np.random.default_rng(0)
+    doc = _doc({"window@1t": _noisy(rng, 10.0)})
+    assert list(cmp.timing_nodes(doc)) == ["ops.window.apply_1t"]
+    # rates, speed-ups, memory are information: not compared at all
+    assert [c.path for c in cmp.compare(doc, doc)] == ["ops.window.apply_1t"]
 
 
-def test_judge() -> None:
-    assert cmp.judge(10.0, 11.5, "lower", 0.10) == "regressed"
-    assert cmp.judge(10.0, 10.9, "lower", 0.10) == "within"
-    assert cmp.judge(10.0, 8.0, "lower", 0.10) == "improved"
-    assert cmp.judge(100.0, 85.0, "higher", 0.10) == "regressed"
-    assert cmp.judge(100.0, 95.0, "higher", 0.10) == "within"
-    assert cmp.judge(100.0, 120.0, "higher", 0.10) == "improved"
-    assert cmp.judge(10.0, 99.0, None, 0.10) == "info"
-    assert cmp.judge(0.0, 5.0, "lower", 0.10) == "info"
+@pytest.mark.parametrize("seed", range(20))
+def test_noise_of_the_same_size_is_not_flagged(seed: int) -> None:
+    """Two runs drawn from one distribution with 10% noise: never a verdict."""
+    rng = np.random.default_rng(seed)
+    names = [f"op{i}@1t" for i in range(10)] + [f"op{i}@all" for i in range(10)]
+    old = _doc({k: _noisy(rng, 5.0 + i) for i, k in enumerate(names)})
+    new = _doc({k: _noisy(rng, 5.0 + i) for i, k in enumerate(names)})
+    statuses = {c.status for c in cmp.compare(old, new, threshold=0.10)}
+    assert statuses <= {"within"}
 
 
-def test_compare_flags_time_up_and_throughput_down() -> None:
-    changes = {c.path: c for c in cmp.compare(_doc(2.0, 100.0), _doc(3.0, 50.0))}
-    assert changes["ops.window.apply_1t.median_ms"].status == "regressed"
-    assert changes["ops.window.apply_1t.median_ms"].relative == pytest.approx(0.5)
-    assert changes["end_to_end.jobs.1.slices_per_s"].status == "regressed"
-    assert changes["ops.window.apply_1t.min_ms"].status == "info"
-    assert changes["ops.window.speedup_1t"].status == "within"
+@pytest.mark.parametrize("seed", range(10))
+def test_a_significant_shift_is_flagged(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    old = _doc({"median@1t": _noisy(rng, 20.0), "gaussian@1t": _noisy(rng, 20.0)})
+    new = _doc({"median@1t": _noisy(rng, 26.0), "gaussian@1t": _noisy(rng, 15.0)})
+    status = {c.path: c.status for c in cmp.compare(old, new, threshold=0.10)}
+    assert status == {
+        "ops.median.apply_1t": "regressed",
+        "ops.gaussian.apply_1t": "improved",
+    }
 
 
-def test_compare_improvements_and_threshold() -> None:
-    changes = cmp.compare(_doc(3.0, 50.0), _doc(2.0, 100.0))
-    assert not [c for c in changes if c.status == "regressed"]
-    # a 50% slowdown passes a 60% threshold
-    loose = cmp.compare(_doc(2.0, 100.0), _doc(3.0, 100.0), threshold=0.6)
-    assert not [c for c in loose if c.status == "regressed"]
+def test_a_big_change_without_evidence_is_not_flagged() -> None:
+    """Three noisy samples against three: 1.45x slower in the median, not significant."""
+    old = _doc({"clahe@1t": np.array([10.0, 30.0, 11.0])})
+    new = _doc({"clahe@1t": np.array([15.0, 31.0, 16.0])})
+    (change,) = cmp.compare(old, new, threshold=0.10)
+    assert change.relative == pytest.approx(16 / 11 - 1)
+    assert change.status == "within"
+    assert change.p_slower is not None and change.p_slower > cmp.ALPHA
 
 
-def test_compare_added_and_removed() -> None:
-    old = _doc(2.0, 100.0)
-    new = _doc(2.0, 100.0)
-    del new["peak_memory"]
-    new["scan"] = {"files_per_s": 10.0}
+def test_a_significant_shift_below_the_threshold_is_within() -> None:
+    old = _doc({"window@1t": np.linspace(10.0, 10.1, 40)})
+    new = _doc({"window@1t": np.linspace(10.5, 10.6, 40)})  # +5%, p ~ 0
+    (change,) = cmp.compare(old, new, threshold=0.10)
+    assert change.p_slower is not None and change.p_slower < 1e-6
+    assert change.status == "within"
+
+
+def test_drift_is_cancelled_by_the_yardstick() -> None:
+    """Everything 2x slower at every core, the yardstick too: no regression.
+
+    The same slowdown with an unchanged yardstick (fewer cores, or slower code) is one.
+    """
+    rng = np.random.default_rng(7)
+    old = _doc({"gaussian@all": _noisy(rng, 10.0)}, yard_all=1.0)
+    slow = _noisy(rng, 20.0)
+    drifted = _doc({"gaussian@all": slow}, yard_all=2.0)
+    (change,) = cmp.compare(old, drifted)
+    assert change.status == "within"
+    assert abs(change.relative or 0.0) < 0.1
+    (change,) = cmp.compare(old, _doc({"gaussian@all": slow}, yard_all=1.0))
+    assert change.status == "regressed"
+
+
+def test_too_small_figures_are_information() -> None:
+    old = _doc({"flip@1t": np.full(50, 0.2)})
+    new = _doc({"flip@1t": np.full(50, 0.6)})
+    (change,) = cmp.compare(old, new)
+    assert change.status == "too small"
+
+
+def test_added_and_removed() -> None:
+    rng = np.random.default_rng(1)
+    old = _doc({"a@1t": _noisy(rng, 5.0)})
+    new = _doc({"b@1t": _noisy(rng, 5.0)})
     status = {c.path: c.status for c in cmp.compare(old, new)}
-    assert status["peak_memory.task_peak_rss_mib"] == "removed"
-    assert status["scan.files_per_s"] == "added"
+    assert status == {"ops.a.apply_1t": "removed", "ops.b.apply_1t": "added"}
+
+
+def test_comparison_section_counts_and_drift() -> None:
+    rng = np.random.default_rng(3)
+    old = _doc({"median@1t": _noisy(rng, 20.0)}, yard_1t=1.0)
+    new = _doc({"median@1t": _noisy(rng, 40.0)}, yard_1t=1.1)
+    sec = cmp.comparison_section(old, new, threshold=0.1)
+    assert sec["regressions"] == 1
+    assert sec["drift"]["1t"] == {"old_ms": 1.0, "new_ms": 1.1}
+    (row,) = sec["changes"]
+    assert row["status"] == "regressed" and row["old_iqr"] > 0
 
 
 def test_config_differences() -> None:
-    old, new = _doc(2.0, 1.0), _doc(2.0, 1.0)
+    old, new = _doc({}), _doc({})
     new["config"] = {"slices": 64}
     assert cmp.config_differences(old, new) == ["config.slices: 4 -> 64"]
 
@@ -133,7 +169,7 @@ def test_parse_threshold_rejects(text: str) -> None:
 
 def test_load_document(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
-    good.write_text(json.dumps(_doc(1.0, 1.0)))
+    good.write_text(json.dumps(_doc({})))
     assert cmp.load_document(good)["schema"] == SCHEMA
     cases = {
         "missing.json": None,

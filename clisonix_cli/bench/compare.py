@@ -76,7 +76,9 @@ def parse_threshold(text: str) -> float:
 def timing_nodes(doc: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """Every gated timing of a document (``samples_ms`` + ``calibrate``), by dotted path."""
 
-    def walk(node: Any, path: tuple[str, ...]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def walk(
+        node: Any, path: tuple[str, ...]
+    ) -> Iterator[tuple[str, Mapping[str, Any]]]:
         if isinstance(node, Mapping):
             if "samples_ms" in node and node.get("calibrate") in ("1t", "all"):
                 yield ".".join(path), node
@@ -203,16 +205,22 @@ def compare(
         spread = {"old_iqr": _iqr(na), "new_iqr": _iqr(nb)}
         if min(mo, mn) < MIN_RELIABLE_MS:
             changes.append(
-                Change(path, mo, mn, "too small", ratio=mn / mo if mo else None, **spread)
+                Change(
+                    path, mo, mn, "too small", ratio=mn / mo if mo else None, **spread
+                )
             )
             continue
         level = str(nb["calibrate"])
         ya, yb = yardstick(old, level), yardstick(new, level)
         so = [v / ya for v in na["samples_ms"]]
         sn = [v / yb for v in nb["samples_ms"]]
-        status, ratio, p_s, p_f = judge_samples(so, sn, threshold=threshold, alpha=alpha)
+        status, ratio, p_s, p_f = judge_samples(
+            so, sn, threshold=threshold, alpha=alpha
+        )
         changes.append(
-            Change(path, mo, mn, status, ratio=ratio, p_slower=p_s, p_faster=p_f, **spread)
+            Change(
+                path, mo, mn, status, ratio=ratio, p_slower=p_s, p_faster=p_f, **spread
+            )
         )
     return changes
 

@@ -20,7 +20,10 @@ RUN_JSON = Path("docs/bench-run.json")
 BENCH_MD = Path("docs/bench.md")
 README = Path("README.md")
 TABLES = ("<!-- BEGIN bench-run (make bench-docs) -->", "<!-- END bench-run -->")
-HEADLINE = ("<!-- BEGIN bench-headline (make bench-docs) -->", "<!-- END bench-headline -->")
+HEADLINE = (
+    "<!-- BEGIN bench-headline (make bench-docs) -->",
+    "<!-- END bench-headline -->",
+)
 
 
 def _g(value: float, digits: int = 3) -> str:
@@ -70,7 +73,10 @@ def render_tables(doc: Mapping[str, Any]) -> str:
     ]
     peers = doc.get("peers", {}).get("rows", {})
     if peers:
-        lines += ["**Whole jobs, process vs process** (warm = median of later runs):", ""]
+        lines += [
+            "**Whole jobs, process vs process** (warm = median of later runs):",
+            "",
+        ]
         rows = []
         for fig in peers.values():
             mine, peer = fig["clisonix"], fig["peer"]
@@ -83,8 +89,10 @@ def render_tables(doc: Mapping[str, Any]) -> str:
                     _s(peer["warm"]),
                     f"{_g(fig['ratio_warm'])}x",
                     f"{_g(mine['cold_ms'] / 1e3)} / {_g(peer['cold_ms'] / 1e3)}",
-                    f"{_g(mine['slices_per_s_per_core'])} / "
-                    f"{_g(peer['slices_per_s_per_core'])}",
+                    (
+                        f"{_g(mine['slices_per_s_per_core'])} / "
+                        f"{_g(peer['slices_per_s_per_core'])}"
+                    ),
                 ]
             )
         lines += _table(
@@ -107,8 +115,10 @@ def render_tables(doc: Mapping[str, Any]) -> str:
         shape = "x".join(map(str, first["shape"]))
         n = first["threads_all"]
         lines += [
-            f"**Per op**, one {shape} {first['in_dtype']} volume, in-process; speed-up = "
-            "the strongest reference's time / `apply`'s time at the same thread count:",
+            (
+                f"**Per op**, one {shape} {first['in_dtype']} volume, in-process; speed-up = "
+                "the strongest reference's time / `apply`'s time at the same thread count:"
+            ),
             "",
         ]
         rows = []
@@ -142,9 +152,11 @@ def render_tables(doc: Mapping[str, Any]) -> str:
     e2e = doc.get("end_to_end")
     if e2e:
         lines += [
-            f"**End to end, in-process** (`taskarray.execute.run`): {e2e['series']} "
-            f"series, {e2e['slices']} slices, pipeline {' + '.join(e2e['pipeline'])}, "
-            f"format {e2e['format']}:",
+            (
+                f"**End to end, in-process** (`taskarray.execute.run`): {e2e['series']} "
+                f"series, {e2e['slices']} slices, pipeline {' + '.join(e2e['pipeline'])}, "
+                f"format {e2e['format']}:"
+            ),
             "",
         ]
         rows = [

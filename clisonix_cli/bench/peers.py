@@ -97,7 +97,11 @@ class Side:
 
 
 def interleaved(
-    sides: Sequence[Side], *, repeats: int, min_time_s: float = 0.0, max_rounds: int = 30
+    sides: Sequence[Side],
+    *,
+    repeats: int,
+    min_time_s: float = 0.0,
+    max_rounds: int = 30,
 ) -> list[Timing]:
     """Run each side once (cold), then rounds of all sides in alternating order (warm).
 
@@ -119,9 +123,7 @@ def interleaved(
         for i in order:
             samples[i].append(sides[i].run())
         rounds += 1
-    return [
-        Timing(tuple(s), first_call=c) for s, c in zip(samples, cold, strict=True)
-    ]
+    return [Timing(tuple(s), first_call=c) for s, c in zip(samples, cold, strict=True)]
 
 
 def one_core_env() -> dict[str, str]:
@@ -222,7 +224,9 @@ def peers_suite(
     exe = find_dcm2niix()
     has_sitk = importlib.util.find_spec("SimpleITK") is not None
 
-    def cache(key: str) -> Path:  # a new, empty numba cache per row: its cold run compiles
+    def cache(
+        key: str,
+    ) -> Path:  # a new, empty numba cache per row: its cold run compiles
         return tmp / f"numba_cache_{key}"
 
     def dcm2niix_side(key: str) -> tuple[Side, str]:
@@ -236,12 +240,13 @@ def peers_suite(
     def sitk_side(key: str, threads: int) -> tuple[Side, str]:
         import SimpleITK
 
+        sitk: Any = SimpleITK  # untyped C++ bindings
         out = tmp / f"peer_{key}"
         argv = [sys.executable, "-m", "clisonix_cli.bench.sitk_pipeline"]
         argv += [str(root), str(out), "--threads", str(threads)]
         shown = f"python -m clisonix_cli.bench.sitk_pipeline IN OUT --threads {threads}"
         env = one_core_env() if threads == 1 else {}
-        name = f"SimpleITK {SimpleITK.Version.VersionString()}"
+        name = f"SimpleITK {sitk.Version.VersionString()}"
         return Side("SimpleITK", argv, out, threads, env, shown), name
 
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = []

@@ -95,7 +95,9 @@ class SpeedRef:
 
     def available(self) -> bool:
         """Whether the module it needs is installed."""
-        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+        return (
+            self.requires is None or importlib.util.find_spec(self.requires) is not None
+        )
 
 
 @contextmanager
@@ -105,6 +107,13 @@ def blas_threads(n: int) -> Iterator[None]:
 
     with threadpool_limits(limits=n):
         yield
+
+
+def _sitk() -> Any:
+    """The SimpleITK module (untyped C++ bindings)."""
+    import SimpleITK
+
+    return SimpleITK
 
 
 # --- pointwise ----------------------------------------------------------------------------
@@ -155,10 +164,12 @@ def _clip(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
 
 def _threshold(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     if img.slope <= 0:
-        return np.greater(real32(img), p["value"]).view(np.uint8)
+        mask: np.ndarray = np.greater(real32(img), p["value"])
+        return mask.view(np.uint8)
     # compare the stored values with the threshold moved into stored units: one pass
     stored_t = (p["value"] - img.intercept) / img.slope
-    return np.greater(img.vol, stored_t).view(np.uint8)
+    above: np.ndarray = np.greater(img.vol, stored_t)
+    return above.view(np.uint8)
 
 
 def _window(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
@@ -169,7 +180,8 @@ def _window(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     buf = _affine32(img, clamp.a, clamp.b)
     np.clip(buf, 0.0, y_max, out=buf)
     if p["dtype"] == "uint8":
-        return np.rint(buf, out=buf).astype(np.uint8)
+        grey: np.ndarray = np.rint(buf, out=buf).astype(np.uint8)
+        return grey
     return buf
 
 
@@ -187,7 +199,8 @@ def _matrix(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     w = weights_for(dict(p), img.vol.shape[-1]).astype(np.float32)
     real = real32(img)
     with blas_threads(threads):
-        return np.matmul(real, w)
+        out: np.ndarray = np.matmul(real, w)
+    return out
 
 
 # --- index moves -----------------------------------------------------------------------------
@@ -219,7 +232,8 @@ def _crop_pad(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     o = offsets(vol.shape, new_shape)
     fill = stored_value(p["value"], vol.dtype, img.slope, img.intercept)
     src = tuple(
-        slice(max(k, 0), min(n, m + k)) for n, m, k in zip(vol.shape, new_shape, o)
+        slice(max(k, 0), min(n, m + k))
+        for n, m, k in zip(vol.shape, new_shape, o, strict=True)
     )
     dst = tuple(slice(s.start - k, s.stop - k) for s, k in zip(src, o, strict=True))
     out = np.full(new_shape, fill, dtype=vol.dtype)
@@ -258,7 +272,7 @@ def _resample_scipy(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
 
 def sitk_image(img: Any, *, real: bool = True) -> Any:
     """The volume as a SimpleITK image, spacing from the affine, identity direction."""
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     arr = real32(img) if real else np.ascontiguousarray(img.vol)
     out = sitk.GetImageFromArray(arr)  # numpy (S, R, C) -> ITK (x=C, y=R, z=S)
@@ -281,7 +295,7 @@ def _within_half_voxel(img: Any, p: Mapping[str, Any]) -> bool:
 
 
 def _resample_sitk(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     new_shape, zooms = _resample_grid(img, p)
     nearest = p["order"] == "nearest"
@@ -304,9 +318,7 @@ def _resize_scipy(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     real = real32(img)
     _, rows, cols = real.shape
     zoom = (1.0, p["rows"] / rows, p["cols"] / cols)
-    return np.asarray(
-        ndimage.zoom(real, zoom, order=1, mode="nearest", grid_mode=True)
-    )
+    return np.asarray(ndimage.zoom(real, zoom, order=1, mode="nearest", grid_mode=True))
 
 
 def _resize_cv2(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
@@ -332,7 +344,10 @@ def _gaussian_scipy(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
 
     return np.asarray(
         ndimage.gaussian_filter(
-            real32(img), sigma_voxels(img, p["sigma"]), mode="nearest", truncate=TRUNCATE
+            real32(img),
+            sigma_voxels(img, p["sigma"]),
+            mode="nearest",
+            truncate=TRUNCATE,
         )
     )
 
@@ -351,7 +366,7 @@ def _median_scipy(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
 
 
 def _median_sitk(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
-    import SimpleITK as sitk
+    sitk = _sitk()
 
     half = int(p["size"]) // 2
     f = sitk.MedianImageFilter()
@@ -394,9 +409,7 @@ def _svd_numpy(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     ell = min(k + int(p["oversample"]), n_r, n_c)
     out = np.empty_like(real)
     omega = (
-        np.random.default_rng(p["seed"])
-        .standard_normal((n_c, ell))
-        .astype(np.float32)
+        np.random.default_rng(p["seed"]).standard_normal((n_c, ell)).astype(np.float32)
     )
     with blas_threads(threads):
         for s in range(n_s):
@@ -433,13 +446,17 @@ def _svd_sklearn(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     return out
 
 
-# float32 pointwise arithmetic (the rescale folded into one multiply-add) against the
-# op's float64 evaluation rounded once: a float32 ulp of the intermediate value.
-_F32 = {"atol": 1e-5, "rtol": 1e-6}
+# Pointwise candidates (atol 1e-5, rtol 1e-6): float32 arithmetic (the rescale folded into
+# one multiply-add) against the op's float64 evaluation rounded once: a float32 ulp of the
+# intermediate value.
 
 #: op name -> candidates, strongest expected first.
 REFERENCES: dict[str, tuple[SpeedRef, ...]] = {
-    "rescale": (SpeedRef("numpy", "numpy multiply-add into float32", _rescale, **_F32),),
+    "rescale": (
+        SpeedRef(
+            "numpy", "numpy multiply-add into float32", _rescale, atol=1e-5, rtol=1e-6
+        ),
+    ),
     "cast": (
         SpeedRef(
             "numpy",
@@ -449,7 +466,15 @@ REFERENCES: dict[str, tuple[SpeedRef, ...]] = {
             covers=lambda img, p: p["scale"] == "none",
         ),
     ),
-    "clip": (SpeedRef("numpy", "numpy float32 multiply-add, clip in place", _clip, **_F32),),
+    "clip": (
+        SpeedRef(
+            "numpy",
+            "numpy float32 multiply-add, clip in place",
+            _clip,
+            atol=1e-5,
+            rtol=1e-6,
+        ),
+    ),
     "threshold": (
         SpeedRef(
             "numpy",
@@ -463,7 +488,8 @@ REFERENCES: dict[str, tuple[SpeedRef, ...]] = {
             "numpy",
             "numpy one multiply-add (rescale folded in), clip in place",
             _window,
-            **_F32,
+            atol=1e-5,
+            rtol=1e-6,
         ),
     ),
     "normalize": (
@@ -478,7 +504,12 @@ REFERENCES: dict[str, tuple[SpeedRef, ...]] = {
     ),
     "matrix": (
         SpeedRef(
-            "numpy", "numpy matmul (BLAS sgemm)", _matrix, atol=3e-3, rtol=1e-5, threaded=True
+            "numpy",
+            "numpy matmul (BLAS sgemm)",
+            _matrix,
+            atol=3e-3,
+            rtol=1e-5,
+            threaded=True,
         ),
     ),
     "flip": (SpeedRef("numpy", "numpy flip + ascontiguousarray", _flip),),

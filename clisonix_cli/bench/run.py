@@ -277,9 +277,7 @@ def _run_suites(
             _guard(
                 doc,
                 "scan",
-                partial(
-                    scan_suite, root, repeats=cfg.repeats, min_time_s=cfg.min_time
-                ),
+                partial(scan_suite, root, repeats=cfg.repeats, min_time_s=cfg.min_time),
             )
         if "stages" in wanted:
             cal.point()

@@ -65,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("out_dir")
     parser.add_argument("--threads", type=int, default=0, help="0: every core")
     args = parser.parse_args(argv)
-    import SimpleITK as sitk
+    import SimpleITK
 
+    sitk: Any = SimpleITK  # untyped C++ bindings
     if args.threads > 0:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -121,7 +121,9 @@ def op_suite(
             # warm-up: wakes the thread pool
             tn = time_call(apply, repeats=gated, min_time_s=min_time_s)
         entry["threads_all"] = used
-        entry["apply_1t"] = _gated(timing_figures(t1, voxels=voxels, nbytes=nbytes), "1t")
+        entry["apply_1t"] = _gated(
+            timing_figures(t1, voxels=voxels, nbytes=nbytes), "1t"
+        )
         entry["apply_all"] = _gated(
             timing_figures(tn, voxels=voxels, nbytes=nbytes), "all"
         )

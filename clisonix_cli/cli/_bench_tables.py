@@ -386,7 +386,15 @@ def _comparison_table(sec: Mapping[str, Any]) -> Table:
         ),
         title_justify="left",
     )
-    for col in ("figure", "old ms", "new ms", "change", "spread old / new", "p", "status"):
+    for col in (
+        "figure",
+        "old ms",
+        "new ms",
+        "change",
+        "spread old / new",
+        "p",
+        "status",
+    ):
         t.add_column(
             col, justify="right" if col not in ("figure", "status") else "left"
         )

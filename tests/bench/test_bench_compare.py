@@ -52,7 +52,9 @@ def _doc(
     }
 
 
-def _noisy(rng: np.random.Generator, median: float, n: int = 30, cv: float = 0.1) -> np.ndarray:
+def _noisy(
+    rng: np.random.Generator, median: float, n: int = 30, cv: float = 0.1
+) -> np.ndarray:
     """Timings with a right-skewed noise (a busy machine only ever adds time)."""
     return median * (1.0 + cv * rng.exponential(1.0, n)) / (1.0 + cv * np.log(2.0))
 

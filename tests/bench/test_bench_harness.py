@@ -39,6 +39,16 @@ def test_timing_summary_in_ms() -> None:
     assert ms["iqr_ms"] == pytest.approx(2.0)
     assert ms["repeats"] == 5
     assert ms["first_call_ms"] == pytest.approx(500.0)
+    assert ms["samples_ms"] == pytest.approx([4.0, 1.0, 3.0, 2.0, 5.0])  # run order
+
+
+def test_time_call_minimum_measurement_time() -> None:
+    """A short call is repeated until the timed calls add up to min_time_s."""
+    t = time_call(lambda: time.sleep(0.002), repeats=3, min_time_s=0.05)
+    assert len(t.samples) >= 10
+    assert sum(t.samples) >= 0.05
+    capped = time_call(lambda: None, repeats=3, min_time_s=10.0, max_repeats=20)
+    assert len(capped.samples) == 20
 
 
 @pytest.mark.parametrize("samples", [(), (float("nan"),), (-1.0,), (float("inf"),)])

@@ -1,78 +1,116 @@
-"""--peers: dcm2niix and SimpleITK timed side by side (skipped when not installed)."""
+"""--peers: whole jobs process vs process; the SimpleITK pipeline does clisonix's work."""
 
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clisonix_cli.bench import peers
-from clisonix_cli.transforms.image import Image
-from clisonix_cli.transforms.registry import all_ops
+from clisonix_cli.bench import workload as wl
 
 
-def _image() -> Image:
-    rng = np.random.default_rng(0)
-    vol = rng.integers(0, 2000, size=(6, 24, 20), dtype=np.int16)
-    return Image(
-        vol=vol, affine_lps=np.diag([2.0, 0.8, 0.5, 1.0]), slope=1.0, intercept=-1024.0
+def _writer(out: Path, name: str) -> peers.Side:
+    """A side that starts a fresh interpreter and writes one .nii file."""
+    code = (
+        f"import pathlib,sys; pathlib.Path(sys.argv[1], '{name}.nii').write_text('x')"
     )
+    return peers.Side(name, [sys.executable, "-c", code, str(out)], out, 1)
 
 
-def test_sitk_image_geometry_and_values() -> None:
-    sitk = pytest.importorskip("SimpleITK")
-    img = _image()
-    image = peers._sitk_image(sitk, img)
-    assert image.GetSize() == (20, 24, 6)  # ITK (x=col, y=row, z=slice)
-    assert image.GetSpacing() == pytest.approx((0.5, 0.8, 2.0))
-    back = sitk.GetArrayFromImage(image)
-    np.testing.assert_allclose(back, img.vol.astype(np.float32) - 1024.0)
+def test_interleaved_runs_fresh_processes_in_alternating_order(tmp_path: Path) -> None:
+    a, b = _writer(tmp_path / "a", "a"), _writer(tmp_path / "b", "b")
+    ta, tb = peers.interleaved([a, b], repeats=3)
+    for t in (ta, tb):
+        assert len(t.samples) == 3
+        assert t.first_call is not None and t.first_call > 0
+    assert list((tmp_path / "a").iterdir()) == [tmp_path / "a" / "a.nii"]
 
 
-def test_sitk_resample_grid() -> None:
-    sitk = pytest.importorskip("SimpleITK")
-    image = peers._sitk_image(sitk, _image())
-    out = peers._sitk_resample(
-        sitk, image, {"spacing": (1.0, 0.0, 1.0), "order": "linear"}
-    )
-    # (S, R, C) spacing 1, keep, 1 -> ITK x: 20*0.5/1 = 10, y kept 24, z: 6*2/1 = 12
-    assert out.GetSize() == (10, 24, 12)
-    assert out.GetSpacing() == pytest.approx((1.0, 0.8, 1.0))
+def test_a_side_that_writes_nothing_fails(tmp_path: Path) -> None:
+    side = peers.Side("quiet", [sys.executable, "-c", "pass"], tmp_path / "q", 1)
+    with pytest.raises(peers.ChildProcessFailed, match="wrote no"):
+        side.run()
 
 
-def test_sitk_comparison_ratios() -> None:
+def test_rows_state_both_timing_modes_and_equal_cores_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema of the section (commands faked: timing them is the bench's job)."""
     pytest.importorskip("SimpleITK")
-    ops = all_ops()
-    res = peers.sitk_comparison(_image(), ops, cores=2, repeats=2)
-    assert set(res) == {
-        f"{n}_{t}" for n in ("gaussian", "median", "resample") for t in ("1t", "all")
-    }
-    for fig in res.values():
-        assert fig["ratio"] > 0
-        assert fig["ratio"] == pytest.approx(
-            fig["peer_timing"]["median_ms"] / fig["clisonix_timing"]["median_ms"]
-        )
-    assert "clahe" in peers.NOT_COMPARABLE
-
-
-def test_dcm2niix_comparison(synth_study: Path, tmp_path: Path) -> None:
-    exe = peers.find_dcm2niix()
-    if exe is None:
+    if peers.find_dcm2niix() is None:
         pytest.skip("dcm2niix is not installed (pip install dcm2niix)")
-    assert peers.dcm2niix_version(exe).startswith("v")
-    calls: list[int] = []
+    runs: list[tuple[str, int, dict[str, str]]] = []
 
-    def convert(out: Path, jobs: int) -> None:  # a trivial stand-in for the transform
-        calls.append(jobs)
-        shutil.copytree(synth_study, out, dirs_exist_ok=True)
+    def fake_run(self: peers.Side) -> float:
+        runs.append((self.name, self.cores, dict(self.env)))
+        return 2.0 if self.name == "clisonix" else 1.0
 
-    res = peers.dcm2niix_comparison(
-        exe, synth_study, convert=convert, jobs_all=2, repeats=2, tmp=tmp_path
+    monkeypatch.setattr(peers.Side, "run", fake_run)
+    root = tmp_path / "wl"
+    wl.synthesize_ct(root, patients=1, series=1, slices=2)
+    sec = peers.peers_suite(root, cores=2, repeats=1, tmp=tmp_path)
+    rows = sec["rows"]
+    assert list(rows) == [
+        "conversion_1v1",
+        "pipeline_1v1",
+        "pipeline_all",
+        "conversion_all_v1",
+    ]
+    for key, row in rows.items():
+        assert row["clisonix"]["timing"] == row["peer"]["timing"] == "process"
+        assert row["clisonix"]["warm"]["calibrate"] in ("1t", "all")
+        assert "calibrate" not in row["peer"]["warm"]  # peers are information
+        assert row["ratio_warm"] == pytest.approx(0.5)
+        assert row["slices"] == 2
+        assert row["equal_cores"] == (key != "conversion_all_v1")
+        if not row["equal_cores"]:
+            assert "more cores for clisonix" in row["label"]
+        assert row["clisonix"]["slices_per_s_per_core"] == pytest.approx(
+            2 / 2.0 / row["clisonix"]["cores"]
+        )
+    # one core each: every thread pool of the clisonix process at 1
+    one = [env for name, cores, env in runs if name == "clisonix" and cores == 1]
+    assert one and all(env.get("NUMBA_NUM_THREADS") == "1" for env in one)
+    # each row starts with an empty numba cache of its own (its cold run compiles)
+    caches = {env["NUMBA_CACHE_DIR"] for name, _, env in runs if name == "clisonix"}
+    assert len(caches) == 4
+
+
+def _canonical(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.load(path))
+    return np.asarray(img.dataobj, dtype=np.float64), img.affine
+
+
+def test_sitk_pipeline_writes_what_clisonix_writes(tmp_path: Path) -> None:
+    """The peer of the CT-pipeline row does the same work: same grid, same voxels."""
+    pytest.importorskip("SimpleITK")
+    from clisonix_cli.bench import sitk_pipeline
+    from clisonix_cli.taskarray.config import RunConfig
+    from clisonix_cli.taskarray.execute import run
+
+    root = tmp_path / "ct"
+    wl.synthesize_ct(root, patients=1, series=1, slices=6)
+    sitk_pipeline.main([str(root), str(tmp_path / "sitk"), "--threads", "1"])
+    result = run(
+        RunConfig(
+            in_dir=root,
+            out_dir=tmp_path / "mine",
+            op_specs=sitk_pipeline.CLISONIX_OPS,
+            format="nifti",
+            jobs=1,
+        )
     )
-    assert set(res) == {"conversion_jobs1", "conversion_jobs2"}
-    assert calls == [1, 1, 1, 2, 2, 2]  # warm-up + 2 repeats per level
-    for fig in res.values():
-        assert fig["peer_outputs"] == 6  # one NIfTI per synthetic series
-        assert fig["ratio"] > 0
+    assert not result.failed
+    (theirs,) = (tmp_path / "sitk").glob("*.nii")
+    (mine,) = (tmp_path / "mine").rglob("*.nii")
+    a, aff_a = _canonical(mine)
+    b, aff_b = _canonical(theirs)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(aff_a, aff_b, atol=1e-3)
+    # z-scores: clisonix's population std against ITK's sample std (n - 1), float32
+    np.testing.assert_allclose(a, b, atol=2e-3, rtol=1e-4)

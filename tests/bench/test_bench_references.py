@@ -60,7 +60,9 @@ def test_every_op_has_a_reference_or_a_reason() -> None:
             assert ref.label and ref.atol >= 0 and ref.rtol >= 0
 
 
-@pytest.mark.parametrize(("ref", "case"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("ref", "case"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 @pytest.mark.parametrize("slope", [1.0, 0.5])
 def test_reference_matches_apply(
     ref: refs.SpeedRef, case: dict[str, Any], slope: float
@@ -78,9 +80,7 @@ def test_reference_matches_apply(
         assert want.shape == got.vol.shape
         if not ref.same_algorithm:
             # another randomized algorithm: the op's own acceptance test instead
-            op.extra["compare"](
-                Image(want, img.affine_lps), got, img, dict(params)
-            )
+            op.extra["compare"](Image(want, img.affine_lps), got, img, dict(params))
             continue
         assert want.dtype == got.vol.dtype, (want.dtype, got.vol.dtype)
         np.testing.assert_allclose(

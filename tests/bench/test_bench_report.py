@@ -21,13 +21,23 @@ def _doc() -> dict[str, object]:
             "median": {"speedup_1t": 0.5},
             "other": {"family": "x"},
         },
+        "peers": {
+            "rows": {
+                "conversion_1v1": {
+                    "work": "conversion to NIfTI",
+                    "label": "clisonix 1 core vs dcm2niix 1 core",
+                    "ratio_warm": 0.25,
+                }
+            }
+        },
     }
 
 
 def test_plot_series_sorted_and_complete() -> None:
-    points, bars = report.plot_series(_doc())
+    points, bars, jobs = report.plot_series(_doc())
     assert points == [(1, 100.0), (2, 150.0)]
     assert bars == [("median", 0.5), ("window", 12.0)]
+    assert jobs == [("conversion to NIfTI: clisonix 1 core vs dcm2niix 1 core", 0.25)]
 
 
 def test_write_plot_makes_a_png(tmp_path: Path) -> None:

@@ -72,8 +72,17 @@ def test_quick_document_schema(quick: dict[str, Any]) -> None:
     assert [s["name"] for s in doc["config"]["pipeline"]] == ["rescale", "window"]
     assert list(doc["ops"]) == ["window"]
     window = doc["ops"]["window"]
-    for run in ("apply_1t", "apply_all", "reference"):
-        assert window[run]["repeats"] == 3
+    for run in ("apply_1t", "apply_all"):
+        assert window[run]["repeats"] >= 5  # gated: MIN_GATED_REPEATS at least
+        assert window[run]["timing"] == "in-process"
+        assert len(window[run]["samples_ms"]) == window[run]["repeats"]
+    assert window["apply_1t"]["calibrate"] == "1t"
+    assert window["apply_all"]["calibrate"] == "all"
+    ref = window["references"]["numpy"]
+    assert ref["timing"] == "in-process" and ref["1t"]["repeats"] == 3
+    assert window["strongest_1t"] == "numpy"
+    for level in ("1t", "all"):
+        assert doc["calibration"][level]["median_ms"] > 0
     assert doc["end_to_end"]["pipeline"] == ["rescale", "window"]
     assert "1" in doc["end_to_end"]["jobs"]
     assert doc["compile"]["ops"] == ["rescale", "window"]
@@ -98,7 +107,7 @@ def test_quick_figures_are_consistent(quick: dict[str, Any]) -> None:
     assert t1["voxels_per_s"] == pytest.approx(w["voxels"] / (t1["median_ms"] / 1e3))
     assert t1["gbps"] == pytest.approx(w["bytes_moved"] / (t1["median_ms"] / 1e3) / 1e9)
     assert w["speedup_1t"] == pytest.approx(
-        w["reference"]["median_ms"] / t1["median_ms"]
+        w["references"]["numpy"]["1t"]["median_ms"] / t1["median_ms"]
     )
     assert w["copy_fraction_1t"] == pytest.approx(
         t1["gbps"] / doc["memory"]["copy_gbps_1t"]
@@ -148,37 +157,24 @@ def test_size_sets_the_per_op_volume() -> None:
 
 
 def _scaled(doc: dict[str, Any], factor: float) -> dict[str, Any]:
-    """Every judged figure made ``factor`` times better (>1) or worse (<1)."""
+    """Every gated timing's samples multiplied by ``factor`` (< 1: the old run was faster)."""
     out = copy.deepcopy(doc)
-
-    def walk(node: Any) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value)
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                way = cmp.direction(key)
-                if way == "higher":
-                    node[key] = value * factor
-                elif way == "lower":
-                    node[key] = value / factor
-
-    for section in SECTIONS:
-        if section in out:
-            walk(out[section])
+    for node in cmp.timing_nodes(out).values():
+        assert isinstance(node, dict)
+        node["samples_ms"] = [v * factor for v in node["samples_ms"]]
+        node["median_ms"] *= factor
     return out
 
 
 def test_compare_regression_exits_1(quick: dict[str, Any], tmp_path: Path) -> None:
     old = tmp_path / "old.json"
-    old.write_text(
-        json.dumps(_scaled(quick["doc"], 100.0))
-    )  # the old run was 100x better
-    result = _bench("--suite", "memory", "--compare", str(old), "--json")
+    # the old run was 10x faster on every gated figure
+    old.write_text(json.dumps(_scaled(quick["doc"], 0.1)))
+    result = _bench("--compare", str(old), "--quick", "--ops", "window", "--json")
     assert result.exit_code == 1, result.stderr
     comparison = json.loads(result.stdout)["comparison"]
     status = {c["figure"]: c["status"] for c in comparison["changes"]}
-    assert status["memory.copy_gbps_1t"] == "regressed"
-    assert status["ops.window.apply_1t.median_ms"] == "removed"
+    assert status["end_to_end.jobs.1"] == "regressed"
     assert comparison["regressions"] >= 1
     assert "worse than" in result.stderr
 
@@ -186,21 +182,19 @@ def test_compare_regression_exits_1(quick: dict[str, Any], tmp_path: Path) -> No
 def test_compare_within_threshold_exits_0(
     quick: dict[str, Any], tmp_path: Path
 ) -> None:
-    worse_old = tmp_path / "slow_old.json"
-    worse_old.write_text(
-        json.dumps(_scaled(quick["doc"], 0.01))
+    slow_old = tmp_path / "slow_old.json"
+    slow_old.write_text(
+        json.dumps(_scaled(quick["doc"], 10.0))
     )  # the old run was slower
-    result = _bench("--suite", "memory", "--compare", str(worse_old))
+    result = _bench("--suite", "e2e", "--quick", "--compare", str(slow_old))
     assert result.exit_code == 0, result.stderr
     assert "Against the earlier run" in result.stdout
     assert "improved" in result.stdout
-    # a regression smaller than a huge threshold passes too
-    better_old = tmp_path / "fast_old.json"
-    better_old.write_text(json.dumps(_scaled(quick["doc"], 100.0)))
-    result = _bench(
-        "--suite", "memory", "--compare", str(better_old), "--threshold", "100000%"
-    )
+    # only the memory suite: every gated figure of the old run is "removed", none fails
+    result = _bench("--suite", "memory", "--compare", str(slow_old), "--json")
     assert result.exit_code == 0, result.stderr
+    comparison = json.loads(result.stdout)["comparison"]
+    assert {c["status"] for c in comparison["changes"]} == {"removed"}
 
 
 @pytest.mark.parametrize("content", [None, "{broken", '{"schema": "other/1"}'])

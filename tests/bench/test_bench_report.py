@@ -44,7 +44,7 @@ def test_write_plot_makes_a_png(tmp_path: Path) -> None:
     out = report.write_plot(_doc(), tmp_path / "bench.png")
     with Image.open(out) as img:
         assert img.format == "PNG"
-        assert img.size == (1200, 560)
+        assert img.size == (1200, 880)
         colours = img.convert("RGB").getcolors(maxcolors=1_000_000)
     assert colours is not None and len(colours) > 3  # something was drawn
     empty = report.write_plot({"env": {}}, tmp_path / "empty.png")

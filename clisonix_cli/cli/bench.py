@@ -71,7 +71,7 @@ def bench(
         typer.Option(
             "--quick",
             envvar="CLISONIX_QUICK",
-            help="A short run (under 30 s on 2 cores): 4 slices, 3 repeats, 4 small series.",
+            help="A short run: 4 slices, 3 repeats, 4 small series, 0.25 s per gated figure.",
         ),
     ] = False,
     suite: Annotated[

@@ -4,9 +4,10 @@ A figure is **gated** (it can fail the comparison) when it is a timing of clison
 work that carries its samples (``samples_ms``) and a yardstick level (``calibrate``: ``1t``
 or ``all``, see :mod:`clisonix_cli.bench.calibrate`). Its verdict:
 
-1. drift: each run's samples are divided by that run's yardstick at the same level (the
-   median of the in-cache memory-copy points of the run), so a machine that got slower
-   for everything does not read as a regression;
+1. drift: each sample is divided by the yardstick (an in-cache memory copy at the same
+   thread level) measured just before it in the same run, or by the run's median
+   yardstick when it has none, so a machine that got slower for everything, for a run or
+   for a few seconds, does not read as a regression;
 2. change: the ratio of the medians of the calibrated samples, new over old;
 3. **regressed** only when the change is beyond ``--threshold`` in the bad direction
    *and* a one-sided Mann-Whitney U test on the calibrated samples says the new run is
@@ -117,6 +118,22 @@ def yardstick(doc: Mapping[str, Any], level: str) -> float:
     return float(value) if value else 1.0
 
 
+def calibrated(
+    doc: Mapping[str, Any], node: Mapping[str, Any], level: str
+) -> list[float]:
+    """A timing's samples divided by the yardstick: each by its own when it has one.
+
+    A sample's own yardstick was measured just before it (``yardstick_ms``), so a burst of
+    load that slowed the sample slowed its yardstick too; without one, the run's median.
+    """
+    samples = [float(v) for v in node["samples_ms"]]
+    own = node.get("yardstick_ms")
+    if isinstance(own, list) and len(own) == len(samples) and all(v > 0 for v in own):
+        return [v / float(y) for v, y in zip(samples, own, strict=True)]
+    run = yardstick(doc, level)
+    return [v / run for v in samples]
+
+
 def mann_whitney_greater(new: Sequence[float], old: Sequence[float]) -> float:
     """One-sided p-value that ``new`` tends to be larger than ``old`` (Mann-Whitney U)."""
     from scipy.stats import mannwhitneyu
@@ -211,9 +228,8 @@ def compare(
             )
             continue
         level = str(nb["calibrate"])
-        ya, yb = yardstick(old, level), yardstick(new, level)
-        so = [v / ya for v in na["samples_ms"]]
-        sn = [v / yb for v in nb["samples_ms"]]
+        so = calibrated(old, na, level)
+        sn = calibrated(new, nb, level)
         status, ratio, p_s, p_f = judge_samples(
             so, sn, threshold=threshold, alpha=alpha
         )

@@ -41,10 +41,14 @@ class Timing:
         Every timed call, in the order they ran (the warm-up call excluded).
     first_call : float or None
         Duration of the untimed warm-up call (compilation and caches included), if any.
+    yardsticks : tuple of float or None
+        Per sample, the machine-speed yardstick measured just before it (seconds, see
+        :mod:`clisonix_cli.bench.calibrate`): ``--compare`` divides each sample by its own.
     """
 
     samples: tuple[float, ...]
     first_call: float | None = None
+    yardsticks: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -98,6 +102,8 @@ class Timing:
             "repeats": len(self.samples),
             "samples_ms": [round(v * 1e3, 6) for v in self.samples],
         }
+        if self.yardsticks is not None:
+            out["yardstick_ms"] = [round(v * 1e3, 6) for v in self.yardsticks]
         if self.first_call is not None:
             out["first_call_ms"] = self.first_call * 1e3
         return out
@@ -110,6 +116,8 @@ MAX_REPEATS = 200
 #: Minimum measurement time of a gated figure (seconds of timed calls): full and --quick.
 MIN_TIME_S = 1.0
 QUICK_MIN_TIME_S = 0.25
+#: Seconds of timed calls between two yardstick measurements (see ``time_call``).
+YARD_EVERY_S = 0.25
 #: Fewest samples of a gated figure: with 5 against 5, a one-sided Mann-Whitney U test can
 #: reach p = 1/252 < 0.01 (with 3 against 3 it never goes below 0.05).
 MIN_GATED_REPEATS = 5
@@ -153,6 +161,7 @@ def time_call(
     slow_s: float | None = None,
     min_time_s: float = 0.0,
     max_repeats: int = MAX_REPEATS,
+    yardstick: Callable[[], float] | None = None,
 ) -> Timing:
     """Time ``func()`` after ``warmup`` untimed calls; return the summary of ``repeats`` calls.
 
@@ -176,6 +185,11 @@ def time_call(
         has enough samples to be judged however fast the call is.
     max_repeats : int
         Cap on the timed calls that ``min_time_s`` may add.
+    yardstick : callable, optional
+        Returns the machine-speed yardstick now (seconds); measured before the first
+        timed call and again after every :data:`YARD_EVERY_S` seconds of timed calls (and
+        before every call slower than that), so each sample is paired with a yardstick
+        taken at most a fraction of a second before it (``Timing.yardsticks``).
 
     Returns
     -------
@@ -195,6 +209,9 @@ def time_call(
     if slow_s is not None and first is not None and first > slow_s:
         repeats = min(repeats, SLOW_REPEATS)
     samples: list[float] = []
+    yards: list[float] = []
+    since = math.inf  # timed seconds since the last yardstick
+    current = 0.0
     gc_was_enabled = gc.isenabled()
     # As timeit does: no cyclic collection inside a sample (arrays are freed by reference
     # counting anyway). No gc.collect() either: with numba and scipy loaded, a full
@@ -206,13 +223,21 @@ def time_call(
         ):
             if setup is not None:
                 setup()
+            if yardstick is not None and since >= YARD_EVERY_S:
+                current, since = yardstick(), 0.0
             t0 = time.perf_counter()
             func()
             samples.append(time.perf_counter() - t0)
+            yards.append(current)
+            since += samples[-1]
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(tuple(samples), first_call=first)
+    return Timing(
+        tuple(samples),
+        first_call=first,
+        yardsticks=tuple(yards) if yardstick is not None else None,
+    )
 
 
 def rate(amount: float, seconds: float) -> float:

@@ -102,28 +102,43 @@ def interleaved(
     repeats: int,
     min_time_s: float = 0.0,
     max_rounds: int = 30,
+    yardsticks: Sequence[Callable[[], float] | None] | None = None,
 ) -> list[Timing]:
     """Run each side once (cold), then rounds of all sides in alternating order (warm).
 
     Rounds go A B, B A, A B, ... so neither side always runs right after the other; they
     continue until every side has ``repeats`` samples and ``min_time_s`` of timed runs.
 
+    ``yardsticks`` (one per side, or None) are measured just before each run of that side.
+
     Returns
     -------
     list of Timing
         One per side: warm samples, and the cold run as ``first_call``.
     """
+    probes = list(yardsticks) if yardsticks is not None else [None] * len(sides)
     cold = [side.run() for side in sides]
     samples: list[list[float]] = [[] for _ in sides]
+    yards: list[list[float]] = [[] for _ in sides]
     rounds = 0
     while rounds < repeats or (
         min(sum(s) for s in samples) < min_time_s and rounds < max_rounds
     ):
         order = range(len(sides)) if rounds % 2 == 0 else reversed(range(len(sides)))
         for i in order:
+            probe = probes[i]
+            if probe is not None:
+                yards[i].append(probe())
             samples[i].append(sides[i].run())
         rounds += 1
-    return [Timing(tuple(s), first_call=c) for s, c in zip(samples, cold, strict=True)]
+    return [
+        Timing(
+            tuple(s),
+            first_call=c,
+            yardsticks=tuple(y) if p is not None else None,
+        )
+        for s, c, y, p in zip(samples, cold, yards, probes, strict=True)
+    ]
 
 
 def one_core_env() -> dict[str, str]:
@@ -165,8 +180,15 @@ def _row(
     slices: int,
     repeats: int,
     min_time_s: float,
+    yardstick: Callable[[str], Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
-    t_mine, t_peer = interleaved([mine, peer], repeats=repeats, min_time_s=min_time_s)
+    level = "1t" if mine.cores == 1 else "all"
+    t_mine, t_peer = interleaved(
+        [mine, peer],
+        repeats=repeats,
+        min_time_s=min_time_s,
+        yardsticks=[yardstick(level) if yardstick else None, None],
+    )
     return {
         "work": work,
         "label": label,
@@ -209,7 +231,7 @@ def peers_suite(
     tmp: Path,
     min_time_s: float = 0.0,
     progress: Progress | None = None,
-    calibrate: Callable[[], None] | None = None,
+    yardstick: Callable[[str], Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
     """Every whole-job row whose peer is installed; the others under ``missing``."""
     from clisonix_cli.bench.sitk_pipeline import CLISONIX_OPS
@@ -218,7 +240,9 @@ def peers_suite(
     slices = sum(st.n_slices * st.n_volumes for st in scan(root).stacks)
     say = progress or (lambda _msg: None)
     reps = max(repeats, MIN_GATED_REPEATS)
-    row = partial(_row, slices=slices, repeats=reps, min_time_s=min_time_s)
+    row = partial(
+        _row, slices=slices, repeats=reps, min_time_s=min_time_s, yardstick=yardstick
+    )
     section: dict[str, Any] = {"rows": {}, "missing": {}}
     rows = section["rows"]
     exe = find_dcm2niix()
@@ -325,7 +349,5 @@ def peers_suite(
         )
     for key, run_row in plan:
         say(f"peers: {key} (fresh processes, interleaved)")
-        if calibrate is not None:
-            calibrate()
         rows[key] = run_row()
     return section

@@ -243,7 +243,7 @@ def _run_suites(
                 copy_gbps=copy,
                 progress=say,
                 runtime=doc["runtime"],
-                calibrate=cal.point,
+                yardstick=cal.probe,
             ),
         )
     if root is not None:
@@ -262,6 +262,7 @@ def _run_suites(
                     min_time_s=cfg.min_time,
                     tmp=tmp,
                     progress=say,
+                    yardstick=cal.probe,
                 ),
             )
             if "end_to_end" in doc:
@@ -277,7 +278,13 @@ def _run_suites(
             _guard(
                 doc,
                 "scan",
-                partial(scan_suite, root, repeats=cfg.repeats, min_time_s=cfg.min_time),
+                partial(
+                    scan_suite,
+                    root,
+                    repeats=cfg.repeats,
+                    min_time_s=cfg.min_time,
+                    yardstick=cal.probe,
+                ),
             )
         if "stages" in wanted:
             cal.point()
@@ -295,6 +302,7 @@ def _run_suites(
                     repeats=cfg.repeats,
                     min_time_s=cfg.min_time,
                     progress=say,
+                    yardstick=cal.probe,
                 ),
             )
         if "peak" in wanted:
@@ -316,7 +324,7 @@ def _run_suites(
                     tmp=tmp,
                     min_time_s=cfg.min_time,
                     progress=say,
-                    calibrate=cal.point,
+                    yardstick=cal.probe,
                 ),
             )
     if "compile" in wanted:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -72,6 +72,7 @@ def e2e_suite(
     tmp: Path,
     min_time_s: float = 0.0,
     progress: Progress | None = None,
+    yardstick: Callable[[str], Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
     """Throughput of the whole transform job at each ``--jobs`` level.
 
@@ -97,6 +98,7 @@ def e2e_suite(
         if progress:
             progress(f"end to end: --jobs {jobs}")
         out = tmp / f"e2e_jobs{jobs}"
+        level = "1t" if jobs == 1 else "all"
         once = partial(
             transform_once,
             root,
@@ -110,11 +112,12 @@ def e2e_suite(
             repeats=max(repeats, MIN_GATED_REPEATS),
             setup=partial(_fresh_dir, out),
             min_time_s=min_time_s,
+            yardstick=yardstick(level) if yardstick else None,
         )
         levels[str(jobs)] = {
             **timing_figures(t),
             "timing": "in-process",
-            "calibrate": "1t" if jobs == 1 else "all",
+            "calibrate": level,
             "series_per_s": rate(n_series, t.median),
             "slices_per_s": rate(n_slices, t.median),
             "mb_per_s": rate(n_bytes, t.median) / 1e6,

@@ -64,7 +64,7 @@ def op_suite(
     copy_gbps: Mapping[str, float] | None = None,
     progress: Progress | None = None,
     runtime: dict[str, float] | None = None,
-    calibrate: Callable[[], None] | None = None,
+    yardstick: Callable[[str], Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
     """Time every op's ``apply`` (1 thread, all cores) against its strongest references.
 
@@ -75,9 +75,10 @@ def op_suite(
     when they can use threads; ``speedup_1t``/``speedup_all`` divide the fastest of them at
     that thread count by ``apply``. Bytes moved = input bytes + output bytes. The first call
     of ``apply`` (numba compile or cache load) is kept apart as ``first_call_ms``.
-    ``apply`` figures are gated by ``--compare`` (``min_time_s`` of timed calls each);
-    references are information. ``copy_gbps`` (keys ``1t``, ``all``, optionally
-    ``fresh_1t``, ``fresh_all``) gives the intensity ops' ``copy_fraction_*``.
+    ``apply`` figures are gated by ``--compare`` (``min_time_s`` of timed calls each, each
+    sample paired with a ``yardstick(level)`` measurement); references are information.
+    ``copy_gbps`` (keys ``1t``, ``all``, optionally ``fresh_1t``, ``fresh_all``) gives the
+    intensity ops' ``copy_fraction_*``.
     """
     from clisonix_cli.bench.harness import MIN_GATED_REPEATS
     from clisonix_cli.bench.references import NOT_COMPARABLE, bench_params, candidates
@@ -87,8 +88,6 @@ def op_suite(
     for name, op in ops.items():
         if progress:
             progress(f"op {name}")
-        if calibrate is not None:
-            calibrate()
         t_op = time.perf_counter()
         params = bench_params(op)
         t0 = time.perf_counter()
@@ -116,10 +115,20 @@ def op_suite(
         del out
         apply = partial(op.apply, img, **params)
         with numba_threads(1):
-            t1 = time_call(apply, repeats=gated, warmup=0, min_time_s=min_time_s)
+            t1 = time_call(
+                apply,
+                repeats=gated,
+                warmup=0,
+                min_time_s=min_time_s,
+                yardstick=yardstick("1t") if yardstick else None,
+            )
         with numba_threads(cores) as used:
-            # warm-up: wakes the thread pool
-            tn = time_call(apply, repeats=gated, min_time_s=min_time_s)
+            tn = time_call(  # warm-up: wakes the thread pool
+                apply,
+                repeats=gated,
+                min_time_s=min_time_s,
+                yardstick=yardstick("all") if yardstick else None,
+            )
         entry["threads_all"] = used
         entry["apply_1t"] = _gated(
             timing_figures(t1, voxels=voxels, nbytes=nbytes), "1t"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,16 @@ def gated(t: Timing, level: str, **kw: Any) -> dict[str, Any]:
     return {**timing_figures(t, **kw), "timing": "in-process", "calibrate": level}
 
 
-def scan_suite(root: Path, *, repeats: int, min_time_s: float = 0.0) -> dict[str, Any]:
+Yardstick = Callable[[str], Callable[[], float]]
+
+
+def scan_suite(
+    root: Path,
+    *,
+    repeats: int,
+    min_time_s: float = 0.0,
+    yardstick: Yardstick | None = None,
+) -> dict[str, Any]:
     """Files per second of :func:`clisonix_cli.dicom.index.scan` over the whole workload."""
     from clisonix_cli.dicom.index import scan
 
@@ -32,6 +41,7 @@ def scan_suite(root: Path, *, repeats: int, min_time_s: float = 0.0) -> dict[str
         lambda: scan(root),
         repeats=max(repeats, MIN_GATED_REPEATS),
         min_time_s=min_time_s,
+        yardstick=yardstick("1t") if yardstick else None,
     )
     return {
         "files": result.n_files,
@@ -50,6 +60,7 @@ def stage_suite(
     repeats: int,
     min_time_s: float = 0.0,
     progress: Progress | None = None,
+    yardstick: Yardstick | None = None,
 ) -> dict[str, Any]:
     """Where the time goes for one series, in-process, with the library functions.
 
@@ -65,9 +76,14 @@ def stage_suite(
     from clisonix_cli.formats.nifti import write_nifti
     from clisonix_cli.transforms.image import Image
 
-    timed = partial(
-        time_call, repeats=max(repeats, MIN_GATED_REPEATS), min_time_s=min_time_s
-    )
+    def timed(func: Callable[[], object], level: str) -> Timing:
+        return time_call(
+            func,
+            repeats=max(repeats, MIN_GATED_REPEATS),
+            min_time_s=min_time_s,
+            yardstick=yardstick(level) if yardstick else None,
+        )
+
     section: dict[str, Any] = {}
     read: dict[str, Any] = {}
     primary: tuple[Path, Any, Timing] | None = None
@@ -78,8 +94,8 @@ def stage_suite(
         stack = wl.largest_stack(scan(root, files=paths))
         if stack is None:
             continue
-        t_scan = timed(partial(scan, root, files=paths))
-        t_read = timed(partial(load_stack, root, stack))
+        t_scan = timed(partial(scan, root, files=paths), "1t")
+        t_read = timed(partial(load_stack, root, stack), "all")
         n = stack.n_slices * stack.n_volumes
         nbytes = sum((root / f).stat().st_size for f in stack.files)
         read[label] = {
@@ -110,11 +126,11 @@ def stage_suite(
         if progress:
             progress(f"stages: op {op.name}")
         cur = img
-        t = timed(partial(op.apply, cur, **params))
+        t = timed(partial(op.apply, cur, **params), "all")
         ops_section[f"{k + 1}:{op.name}"] = gated(t, "all", voxels=int(cur.vol.size))
         img = op.apply(cur, **params)
     section["ops"] = ops_section
-    t_pipe = timed(partial(pipeline.run, img0))
+    t_pipe = timed(partial(pipeline.run, img0), "all")
     section["pipeline_run"] = gated(t_pipe, "all", voxels=int(img0.vol.size))
     final = pipeline.run(img0)
 
@@ -132,7 +148,7 @@ def stage_suite(
             intercept=final.intercept,
             sidecar=vol.meta,
         )
-        t_w = timed(write)
+        t_w = timed(write, "1t")
         written = target.stat().st_size
         writes[suffix.lstrip(".").replace(".", "_")] = {
             **gated(t_w, "1t"),

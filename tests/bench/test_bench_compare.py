@@ -124,6 +124,21 @@ def test_drift_is_cancelled_by_the_yardstick() -> None:
     assert change.status == "regressed"
 
 
+def test_a_burst_is_cancelled_by_the_yardsticks_of_its_samples() -> None:
+    """Half the new samples ran during a burst of load that doubled them and their
+    yardsticks: calibrated per sample, nothing moved; with the run's median, a regression."""
+    rng = np.random.default_rng(11)
+    old = _doc({"sobel@1t": _noisy(rng, 10.0, n=40)})
+    burst = np.r_[np.ones(20), np.full(20, 2.0)]
+    samples = _noisy(rng, 10.0, n=40) * burst
+    new = _doc({"sobel@1t": samples})
+    assert cmp.compare(old, new)[0].status == "regressed"
+    new["ops"]["sobel"]["apply_1t"]["yardstick_ms"] = list(burst)
+    old["ops"]["sobel"]["apply_1t"]["yardstick_ms"] = [1.0] * 40
+    (change,) = cmp.compare(old, new)
+    assert change.status == "within" and abs(change.relative or 0) < 0.1
+
+
 def test_too_small_figures_are_information() -> None:
     old = _doc({"flip@1t": np.full(50, 0.2)})
     new = _doc({"flip@1t": np.full(50, 0.6)})

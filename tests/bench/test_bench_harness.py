@@ -42,11 +42,21 @@ def test_timing_summary_in_ms() -> None:
     assert ms["samples_ms"] == pytest.approx([4.0, 1.0, 3.0, 2.0, 5.0])  # run order
 
 
-def test_time_call_minimum_measurement_time() -> None:
-    """A short call is repeated until the timed calls add up to min_time_s."""
-    t = time_call(lambda: time.sleep(0.002), repeats=3, min_time_s=0.05)
-    assert len(t.samples) >= 10
-    assert sum(t.samples) >= 0.05
+def test_time_call_minimum_measurement_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short call is repeated until the timed calls add up to min_time_s.
+
+    The clock is one that only the work advances (2 ms a call), so the count is exact.
+    """
+    now = [0.0]
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: now[0])
+
+    def work() -> None:
+        now[0] += 0.002
+
+    t = time_call(work, repeats=3, min_time_s=0.05)
+    assert len(t.samples) == 25
+    assert sum(t.samples) == pytest.approx(0.05)
+    monkeypatch.undo()
     capped = time_call(lambda: None, repeats=3, min_time_s=10.0, max_repeats=20)
     assert len(capped.samples) == 20
 
@@ -152,3 +162,37 @@ def test_child_peak_rss_is_its_own_not_the_parents() -> None:
     assert parent_now > 400
     assert 20 < res["peak_rss_mib"] < parent_now - 200
     assert res["process_s"] > 0 and set(res["per_op_ms"]) == {"flip"}
+
+
+def test_time_call_pairs_each_sample_with_a_recent_yardstick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: now[0])
+
+    def work() -> None:
+        now[0] += 0.1
+
+    calls: list[float] = []
+
+    def yard() -> float:
+        calls.append(float(len(calls) + 1))
+        return calls[-1]
+
+    t = time_call(work, repeats=7, warmup=0, yardstick=yard)
+    monkeypatch.undo()
+    assert t.yardsticks is not None and len(t.yardsticks) == len(t.samples) == 7
+    # measured before the first sample, then after each 0.25 s of timed calls
+    assert t.yardsticks == (1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0)
+    assert t.as_ms()["yardstick_ms"] == [v * 1e3 for v in t.yardsticks]
+
+
+def test_calibrator_measures_both_levels() -> None:
+    from clisonix_cli.bench.calibrate import Calibrator
+
+    cal = Calibrator(2)
+    assert cal.probe("all")() > 0
+    cal.point()
+    sec = cal.section()
+    assert len(sec["1t"]["points_ms"]) == 1 and len(sec["all"]["points_ms"]) == 2
+    assert sec["all"]["median_ms"] > 0 and sec["threads_all"] == 2

@@ -8,11 +8,14 @@ or ``all``, see :mod:`clisonix_cli.bench.calibrate`). Its verdict:
    thread level) measured just before it in the same run, or by the run's median
    yardstick when it has none, so a machine that got slower for everything, for a run or
    for a few seconds, does not read as a regression;
-2. change: the ratio of the medians of the calibrated samples, new over old;
-3. **regressed** only when the change is beyond ``--threshold`` in the bad direction
-   *and* a one-sided Mann-Whitney U test on the calibrated samples says the new run is
-   slower with ``p < alpha`` (as asv's ``compare`` does); **improved** the other way;
-   otherwise **within** (including changes that are large but not significant).
+2. rounds: a gated figure is timed in interleaved rounds spread over its suite
+   (:func:`.harness.time_rounds`); the median of each round's calibrated samples is one
+   draw (samples of one round share that moment's load, they are not independent);
+3. change: the ratio of the medians of those draws, new over old;
+4. **regressed** only when the change is beyond ``--threshold`` in the bad direction
+   *and* a one-sided Mann-Whitney U test on the draws says the new run is slower with
+   ``p < alpha`` (as asv's ``compare`` does); **improved** the other way; otherwise
+   **within** (including changes that are large but not significant).
 
 A gated figure whose old or new median is under :data:`MIN_RELIABLE_MS` is **too small**
 to time reliably (cache state, page faults and thread wake-ups move it more than code
@@ -134,6 +137,23 @@ def calibrated(
     return [v / run for v in samples]
 
 
+def blocks(node: Mapping[str, Any], values: Sequence[float]) -> list[float]:
+    """The median of each round's values (``round``), or the values when there are none.
+
+    Samples of one round were taken together and share that moment's load: they are one
+    draw, not several. The test counts rounds.
+    """
+    from statistics import median
+
+    rounds = node.get("round")
+    if not isinstance(rounds, list) or len(rounds) != len(values):
+        return list(values)
+    groups: dict[int, list[float]] = {}
+    for r, v in zip(rounds, values, strict=True):
+        groups.setdefault(int(r), []).append(v)
+    return [median(groups[r]) for r in sorted(groups)]
+
+
 def mann_whitney_greater(new: Sequence[float], old: Sequence[float]) -> float:
     """One-sided p-value that ``new`` tends to be larger than ``old`` (Mann-Whitney U)."""
     from scipy.stats import mannwhitneyu
@@ -228,8 +248,8 @@ def compare(
             )
             continue
         level = str(nb["calibrate"])
-        so = calibrated(old, na, level)
-        sn = calibrated(new, nb, level)
+        so = blocks(na, calibrated(old, na, level))
+        sn = blocks(nb, calibrated(new, nb, level))
         status, ratio, p_s, p_f = judge_samples(
             so, sn, threshold=threshold, alpha=alpha
         )

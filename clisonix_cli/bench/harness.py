@@ -8,6 +8,7 @@ so a busy machine shows up as a wide spread rather than a silently wrong mean.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +46,14 @@ class Timing:
     yardsticks : tuple of float or None
         Per sample, the machine-speed yardstick measured just before it (seconds, see
         :mod:`clisonix_cli.bench.calibrate`): ``--compare`` divides each sample by its own.
+    rounds : tuple of int or None
+        Per sample, the round of :func:`time_rounds` it was taken in.
     """
 
     samples: tuple[float, ...]
     first_call: float | None = None
     yardsticks: tuple[float, ...] | None = None
+    rounds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -104,6 +109,8 @@ class Timing:
         }
         if self.yardsticks is not None:
             out["yardstick_ms"] = [round(v * 1e3, 6) for v in self.yardsticks]
+        if self.rounds is not None:
+            out["round"] = list(self.rounds)
         if self.first_call is not None:
             out["first_call_ms"] = self.first_call * 1e3
         return out
@@ -118,6 +125,8 @@ MIN_TIME_S = 1.0
 QUICK_MIN_TIME_S = 0.25
 #: Seconds of timed calls between two yardstick measurements (see ``time_call``).
 YARD_EVERY_S = 0.25
+#: Rounds of a gated figure's measurement, spread over its suite (see ``time_rounds``).
+ROUNDS = 5
 #: Fewest samples of a gated figure: with 5 against 5, a one-sided Mann-Whitney U test can
 #: reach p = 1/252 < 0.01 (with 3 against 3 it never goes below 0.05).
 MIN_GATED_REPEATS = 5
@@ -238,6 +247,74 @@ def time_call(
         first_call=first,
         yardsticks=tuple(yards) if yardstick is not None else None,
     )
+
+
+@dataclass(frozen=True)
+class Gated:
+    """One gated figure for :func:`time_rounds`: what to call, in which setting."""
+
+    key: str
+    func: Callable[[], object]
+    yardstick: Callable[[], float] | None = None
+    context: Callable[[], AbstractContextManager[object]] | None = None
+    setup: Callable[[], object] | None = None
+
+
+def time_rounds(
+    calls: Sequence[Gated],
+    *,
+    repeats: int = MIN_GATED_REPEATS,
+    min_time_s: float = 0.0,
+    rounds: int = ROUNDS,
+) -> dict[str, Timing]:
+    """Time several figures in ``rounds`` interleaved rounds, as asv does.
+
+    A figure measured in one stretch shares one moment's load: on a shared machine a
+    burst of another job's work then moves all its samples at once, and two runs differ by
+    more than their samples' spread says. Here each round times every figure in turn
+    (order rotated by one each round) for ``min_time_s / rounds`` of timed calls (at least
+    ``ceil(repeats / rounds)`` calls), so each figure's samples span the whole stretch;
+    ``--compare`` tests on the per-round medians (independent draws of the load), not on
+    the calls.
+
+    Returns
+    -------
+    dict
+        ``key`` -> Timing with every sample, its yardstick and its round; the first
+        round's warm-up call is ``first_call``.
+    """
+    per_round = max(1, math.ceil(repeats / rounds))
+    out: dict[str, list[Timing]] = {c.key: [] for c in calls}
+    for r in range(rounds):
+        shift = r % max(1, len(calls))
+        for c in [*calls[shift:], *calls[:shift]]:
+            ctx = c.context() if c.context is not None else contextlib.nullcontext()
+            with ctx:
+                t = time_call(
+                    c.func,
+                    repeats=per_round,
+                    warmup=1 if r == 0 else 0,
+                    setup=c.setup,
+                    min_time_s=min_time_s / rounds,
+                    max_repeats=max(per_round, MAX_REPEATS // rounds),
+                    yardstick=c.yardstick,
+                )
+            out[c.key].append(t)
+    result: dict[str, Timing] = {}
+    for key, parts in out.items():
+        samples = tuple(v for p in parts for v in p.samples)
+        yards: tuple[float, ...] | None = ()
+        for p in parts:
+            yards = (
+                None if yards is None or p.yardsticks is None else yards + p.yardsticks
+            )
+        result[key] = Timing(
+            samples,
+            first_call=parts[0].first_call,
+            yardsticks=yards,
+            rounds=tuple(r for r, p in enumerate(parts) for _ in p.samples),
+        )
+    return result
 
 
 def rate(amount: float, seconds: float) -> float:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from clisonix_cli.bench.harness import (
-    MIN_GATED_REPEATS,
+    Gated,
     Progress,
     rate,
-    time_call,
+    time_rounds,
     timing_figures,
 )
 from clisonix_cli.bench.sizing import parallel_efficiency
@@ -93,10 +93,8 @@ def e2e_suite(
         raise RuntimeError("the end-to-end workload holds no image stack")
     defaults = RunConfig(in_dir=root, out_dir=tmp / "e2e")
     pipeline = Pipeline.from_cli(list(op_specs), pipeline_file)
-    levels: dict[str, Any] = {}
+    calls = []
     for jobs in jobs_levels:
-        if progress:
-            progress(f"end to end: --jobs {jobs}")
         out = tmp / f"e2e_jobs{jobs}"
         level = "1t" if jobs == 1 else "all"
         once = partial(
@@ -107,22 +105,29 @@ def e2e_suite(
             pipeline_file=pipeline_file,
             jobs=jobs,
         )
-        t = time_call(
-            once,
-            repeats=max(repeats, MIN_GATED_REPEATS),
-            setup=partial(_fresh_dir, out),
-            min_time_s=min_time_s,
-            yardstick=yardstick(level) if yardstick else None,
+        calls.append(
+            Gated(
+                str(jobs),
+                once,
+                yardstick=yardstick(level) if yardstick else None,
+                setup=partial(_fresh_dir, out),
+            )
         )
+    if progress:
+        progress(f"end to end: --jobs {', '.join(map(str, jobs_levels))}, in rounds")
+    timed = time_rounds(calls, repeats=repeats, min_time_s=min_time_s)
+    levels: dict[str, Any] = {}
+    for jobs in jobs_levels:
+        t = timed[str(jobs)]
         levels[str(jobs)] = {
             **timing_figures(t),
             "timing": "in-process",
-            "calibrate": level,
+            "calibrate": "1t" if jobs == 1 else "all",
             "series_per_s": rate(n_series, t.median),
             "slices_per_s": rate(n_slices, t.median),
             "mb_per_s": rate(n_bytes, t.median) / 1e6,
         }
-        _fresh_dir(out)
+        _fresh_dir(tmp / f"e2e_jobs{jobs}")
     one = levels[str(min(jobs_levels))]["slices_per_s"]
     for level, fig in levels.items():
         fig["efficiency"] = parallel_efficiency(one, fig["slices_per_s"], int(level))

@@ -75,30 +75,30 @@ def op_suite(
     when they can use threads; ``speedup_1t``/``speedup_all`` divide the fastest of them at
     that thread count by ``apply``. Bytes moved = input bytes + output bytes. The first call
     of ``apply`` (numba compile or cache load) is kept apart as ``first_call_ms``.
-    ``apply`` figures are gated by ``--compare`` (``min_time_s`` of timed calls each, each
-    sample paired with a ``yardstick(level)`` measurement); references are information.
+    ``apply`` figures are gated by ``--compare``: timed in interleaved rounds over every op
+    (:func:`.harness.time_rounds`, ``min_time_s`` of timed calls each), each sample paired
+    with a ``yardstick(level)`` measurement; references are information.
     ``copy_gbps`` (keys ``1t``, ``all``, optionally ``fresh_1t``, ``fresh_all``) gives the
     intensity ops' ``copy_fraction_*``.
     """
-    from clisonix_cli.bench.harness import MIN_GATED_REPEATS
+    from clisonix_cli.bench.harness import Gated, time_rounds
     from clisonix_cli.bench.references import NOT_COMPARABLE, bench_params, candidates
 
     section: dict[str, Any] = {}
-    gated = max(repeats, MIN_GATED_REPEATS)
+    voxels = int(img.vol.size)
+    calls: list[Gated] = []
+    bound: dict[str, dict[str, Any]] = {}
     for name, op in ops.items():
         if progress:
-            progress(f"op {name}")
-        t_op = time.perf_counter()
-        params = bench_params(op)
+            progress(f"op {name}: first call")
+        params = bound[name] = bench_params(op)
         t0 = time.perf_counter()
         out = op.apply(img, **params)
         first_call = time.perf_counter() - t0
-        voxels = int(img.vol.size)
         # Bytes read + written, where that is what the op does: an op on the same grid
         # reads every input voxel and writes every output voxel once. For ops that crop,
         # pad or resample, traffic depends on the parameters: no GB/s for them.
         same_grid = out.vol.shape == img.vol.shape
-        nbytes = int(img.vol.nbytes) + int(out.vol.nbytes) if same_grid else None
         entry: dict[str, Any] = {
             "family": op.family,
             "version": op.version,
@@ -110,32 +110,35 @@ def op_suite(
             "voxels": voxels,
             "first_call_ms": first_call * 1e3,
         }
-        if nbytes is not None:
-            entry["bytes_moved"] = nbytes
+        if same_grid:
+            entry["bytes_moved"] = int(img.vol.nbytes) + int(out.vol.nbytes)
         del out
+        section[name] = entry
         apply = partial(op.apply, img, **params)
-        with numba_threads(1):
-            t1 = time_call(
-                apply,
-                repeats=gated,
-                warmup=0,
-                min_time_s=min_time_s,
-                yardstick=yardstick("1t") if yardstick else None,
+        for level, threads in (("1t", 1), ("all", cores)):
+            calls.append(
+                Gated(
+                    f"{name}.{level}",
+                    apply,
+                    yardstick=yardstick(level) if yardstick else None,
+                    context=partial(numba_threads, threads),
+                )
             )
-        with numba_threads(cores) as used:
-            tn = time_call(  # warm-up: wakes the thread pool
-                apply,
-                repeats=gated,
-                min_time_s=min_time_s,
-                yardstick=yardstick("all") if yardstick else None,
-            )
+    if progress:
+        progress(f"ops: apply of {len(ops)} op(s), 1 thread and all cores, in rounds")
+    timed = time_rounds(calls, repeats=repeats, min_time_s=min_time_s)
+    with numba_threads(cores) as used:
+        pass
+    for name, entry in section.items():
+        if progress:
+            progress(f"op {name}: references")
+        t_op = time.perf_counter()
+        params = bound[name]
+        nbytes = entry.get("bytes_moved")
         entry["threads_all"] = used
-        entry["apply_1t"] = _gated(
-            timing_figures(t1, voxels=voxels, nbytes=nbytes), "1t"
-        )
-        entry["apply_all"] = _gated(
-            timing_figures(tn, voxels=voxels, nbytes=nbytes), "all"
-        )
+        for level in ("1t", "all"):
+            fig = timing_figures(timed[f"{name}.{level}"], voxels=voxels, nbytes=nbytes)
+            entry[f"apply_{level}"] = _gated(fig, level)
         refs = _time_references(
             candidates(name), img, params, repeats=repeats, cores=cores, voxels=voxels
         )
@@ -149,7 +152,7 @@ def op_suite(
             entry["strongest_all"], ms_all = best_all
             entry["speedup_1t"] = ms_1t / entry["apply_1t"]["median_ms"]
             entry["speedup_all"] = ms_all / entry["apply_all"]["median_ms"]
-        if op.family == "intensity" and copy_gbps and nbytes is not None:
+        if entry["family"] == "intensity" and copy_gbps and nbytes is not None:
             entry["copy_fraction_1t"] = entry["apply_1t"]["gbps"] / copy_gbps["1t"]
             entry["copy_fraction_all"] = entry["apply_all"]["gbps"] / copy_gbps["all"]
             # like for like: the op allocates its output, so does a fresh copy
@@ -159,9 +162,8 @@ def op_suite(
                     entry[f"fresh_copy_fraction_{key}"] = (
                         entry[f"apply_{key}"]["gbps"] / fresh
                     )
-        section[name] = entry
         if runtime is not None:
-            runtime[f"ops.{name}"] = time.perf_counter() - t_op
+            runtime[f"ops.{name}.references"] = time.perf_counter() - t_op
     return section
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from clisonix_cli.bench import workload as wl
 from clisonix_cli.bench.harness import (
-    MIN_GATED_REPEATS,
+    Gated,
     Progress,
     Timing,
     rate,
-    time_call,
+    time_rounds,
     timing_figures,
 )
 
@@ -37,12 +37,12 @@ def scan_suite(
     from clisonix_cli.dicom.index import scan
 
     result = scan(root)
-    t = time_call(
-        lambda: scan(root),
-        repeats=max(repeats, MIN_GATED_REPEATS),
+    probe = yardstick("1t") if yardstick else None
+    t = time_rounds(
+        [Gated("scan", lambda: scan(root), yardstick=probe)],
+        repeats=repeats,
         min_time_s=min_time_s,
-        yardstick=yardstick("1t") if yardstick else None,
-    )
+    )["scan"]
     return {
         "files": result.n_files,
         "dicom_files": result.n_dicom,
@@ -76,69 +76,42 @@ def stage_suite(
     from clisonix_cli.formats.nifti import write_nifti
     from clisonix_cli.transforms.image import Image
 
-    def timed(func: Callable[[], object], level: str) -> Timing:
-        return time_call(
-            func,
-            repeats=max(repeats, MIN_GATED_REPEATS),
-            min_time_s=min_time_s,
-            yardstick=yardstick(level) if yardstick else None,
-        )
+    calls: list[Gated] = []
 
-    section: dict[str, Any] = {}
-    read: dict[str, Any] = {}
-    primary: tuple[Path, Any, Timing] | None = None
+    def gate(key: str, func: Callable[[], object], level: str) -> None:
+        probe = yardstick(level) if yardstick else None
+        calls.append(Gated(key, func, yardstick=probe))
+
+    found: dict[str, tuple[Path, Any]] = {}
     for label, (root, files) in syntax_series.items():
-        if progress:
-            progress(f"stages: read+decode {label}")
         paths = [Path(f) for f in files] if files is not None else None
         stack = wl.largest_stack(scan(root, files=paths))
         if stack is None:
             continue
-        t_scan = timed(partial(scan, root, files=paths), "1t")
-        t_read = timed(partial(load_stack, root, stack), "all")
-        n = stack.n_slices * stack.n_volumes
-        nbytes = sum((root / f).stat().st_size for f in stack.files)
-        read[label] = {
-            **gated(t_read, "all"),
-            "transfer_syntax": stack.transfer_syntax,
-            "slices": n,
-            "slices_per_s": rate(n, t_read.median),
-            "mb_per_s": rate(nbytes, t_read.median) / 1e6,
-        }
-        if primary is None:
-            primary = (root, stack, t_scan)
-    if primary is None:
+        if not found:
+            gate("scan", partial(scan, root, files=paths), "1t")
+        gate(f"read:{label}", partial(load_stack, root, stack), "all")
+        found[label] = (root, stack)
+    if not found:
         raise RuntimeError("no image stack found for the stage breakdown")
-    root, stack, primary_scan = primary
+    root, stack = next(iter(found.values()))
     vol = load_stack(root, stack)
     data = vol.data[0] if vol.data.ndim == 4 else vol.data
     img0 = Image(
         vol=data, affine_lps=vol.affine_lps, slope=vol.slope, intercept=vol.intercept
     )
-    section["series_slices"] = int(data.shape[0])
-    section["scan"] = {**gated(primary_scan, "1t"), "files": len(stack.files)}
-    section["read_decode"] = read
-
-    ops_section: dict[str, Any] = {}
     img = img0
+    op_voxels: dict[str, int] = {}
     for k, step in enumerate(pipeline.steps):
         op, params = step.op, dict(step.params)
-        if progress:
-            progress(f"stages: op {op.name}")
-        cur = img
-        t = timed(partial(op.apply, cur, **params), "all")
-        ops_section[f"{k + 1}:{op.name}"] = gated(t, "all", voxels=int(cur.vol.size))
-        img = op.apply(cur, **params)
-    section["ops"] = ops_section
-    t_pipe = timed(partial(pipeline.run, img0), "all")
-    section["pipeline_run"] = gated(t_pipe, "all", voxels=int(img0.vol.size))
+        key = f"{k + 1}:{op.name}"
+        gate(f"op:{key}", partial(op.apply, img, **params), "all")
+        op_voxels[key] = int(img.vol.size)
+        img = op.apply(img, **params)
+    gate("pipeline_run", partial(pipeline.run, img0), "all")
     final = pipeline.run(img0)
-
-    writes: dict[str, Any] = {}
-    for suffix in (".nii", ".nii.gz"):
-        if progress:
-            progress(f"stages: write {suffix}")
-        target = tmp / f"stage_write{suffix}"
+    targets = {"nii": tmp / "stage_write.nii", "nii_gz": tmp / "stage_write.nii.gz"}
+    for key, target in targets.items():
         write = partial(
             write_nifti,
             target,
@@ -148,9 +121,36 @@ def stage_suite(
             intercept=final.intercept,
             sidecar=vol.meta,
         )
-        t_w = timed(write, "1t")
+        gate(f"write:{key}", write, "1t")
+    if progress:
+        progress(f"stages: {len(calls)} stage(s) of one series, in rounds")
+    t = time_rounds(calls, repeats=repeats, min_time_s=min_time_s)
+
+    section: dict[str, Any] = {"series_slices": int(data.shape[0])}
+    section["scan"] = {**gated(t["scan"], "1t"), "files": len(stack.files)}
+    read: dict[str, Any] = {}
+    for label, (r, st) in found.items():
+        t_read = t[f"read:{label}"]
+        n = st.n_slices * st.n_volumes
+        nbytes = sum((r / f).stat().st_size for f in st.files)
+        read[label] = {
+            **gated(t_read, "all"),
+            "transfer_syntax": st.transfer_syntax,
+            "slices": n,
+            "slices_per_s": rate(n, t_read.median),
+            "mb_per_s": rate(nbytes, t_read.median) / 1e6,
+        }
+    section["read_decode"] = read
+    section["ops"] = {
+        key: gated(t[f"op:{key}"], "all", voxels=n) for key, n in op_voxels.items()
+    }
+    t_pipe = t["pipeline_run"]
+    section["pipeline_run"] = gated(t_pipe, "all", voxels=int(img0.vol.size))
+    writes: dict[str, Any] = {}
+    for key, target in targets.items():
+        t_w = t[f"write:{key}"]
         written = target.stat().st_size
-        writes[suffix.lstrip(".").replace(".", "_")] = {
+        writes[key] = {
             **gated(t_w, "1t"),
             "bytes": written,
             "mb_per_s": rate(written, t_w.median) / 1e6,
@@ -159,7 +159,7 @@ def stage_suite(
 
     first_label = next(iter(read))
     parts = {
-        "scan": primary_scan.median,
+        "scan": t["scan"].median,
         "read_decode": read[first_label]["median_ms"] / 1e3,
         "ops": t_pipe.median,
         "write": writes["nii"]["median_ms"] / 1e3,

@@ -139,6 +139,21 @@ def test_a_burst_is_cancelled_by_the_yardsticks_of_its_samples() -> None:
     assert change.status == "within" and abs(change.relative or 0) < 0.1
 
 
+def test_samples_of_one_round_count_once() -> None:
+    """Five rounds of ten samples: the test counts five draws per run, not fifty."""
+    rng = np.random.default_rng(5)
+    rounds = [r for r in range(5) for _ in range(10)]
+    old = _doc({"median@1t": _noisy(rng, 10.0, n=50)})
+    # each new round shifted as a whole by that moment's load: +/-15%, no trend
+    shift = np.repeat([1.15, 0.9, 1.1, 0.85, 1.2], 10)
+    new = _doc({"median@1t": _noisy(rng, 10.0, n=50) * shift})
+    for doc in (old, new):
+        doc["ops"]["median"]["apply_1t"]["round"] = rounds
+    (change,) = cmp.compare(old, new)
+    assert change.p_slower is not None and change.p_slower > 0.05
+    assert cmp.blocks({"round": [0, 0, 1]}, [1.0, 3.0, 5.0]) == [2.0, 5.0]
+
+
 def test_too_small_figures_are_information() -> None:
     old = _doc({"flip@1t": np.full(50, 0.2)})
     new = _doc({"flip@1t": np.full(50, 0.6)})

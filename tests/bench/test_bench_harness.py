@@ -196,3 +196,30 @@ def test_calibrator_measures_both_levels() -> None:
     sec = cal.section()
     assert len(sec["1t"]["points_ms"]) == 1 and len(sec["all"]["points_ms"]) == 2
     assert sec["all"]["median_ms"] > 0 and sec["threads_all"] == 2
+
+
+def test_time_rounds_interleaves_the_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each round times every figure in turn (order rotated); samples keep their round."""
+    now = [0.0]
+    order: list[str] = []
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: now[0])
+
+    def work(key: str, cost: float) -> None:
+        order.append(key)
+        now[0] += cost
+
+    calls = [
+        harness.Gated("a", lambda: work("a", 1 / 64)),  # exact in binary
+        harness.Gated("b", lambda: work("b", 0.25)),
+    ]
+    t = harness.time_rounds(calls, repeats=5, min_time_s=0.625, rounds=5)
+    monkeypatch.undo()
+    # a: 0.125 s of timed calls per round -> 8 calls; b: one 0.25 s call per round
+    assert len(t["a"].samples) == 40 and len(t["b"].samples) == 5
+    assert t["a"].rounds == tuple(r for r in range(5) for _ in range(8))
+    assert t["b"].rounds == (0, 1, 2, 3, 4)
+    assert t["a"].first_call == pytest.approx(1 / 64)  # round 0's warm-up, kept apart
+    # round 0: a (warm-up + 8), b (warm-up + 1); round 1 starts with b, then a
+    assert order[:9] == ["a"] * 9
+    assert order[9:12] == ["b"] * 3
+    assert order[12:20] == ["a"] * 8

@@ -44,6 +44,8 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out, plot = tmp / "run.json", tmp / "run.png"
     result = _bench(
         "--quick",
+        "--min-time",
+        "0",  # 5 rounds of one call per gated figure: enough for the schema
         "--json",
         "--ops",
         "window",
@@ -168,14 +170,15 @@ def _scaled(doc: dict[str, Any], factor: float) -> dict[str, Any]:
 
 def test_compare_regression_exits_1(quick: dict[str, Any], tmp_path: Path) -> None:
     old = tmp_path / "old.json"
-    # the old run was 10x faster on every gated figure
-    old.write_text(json.dumps(_scaled(quick["doc"], 0.1)))
-    result = _bench("--compare", str(old), "--quick", "--ops", "window", "--json")
+    # the old run was 100x faster on every gated figure
+    old.write_text(json.dumps(_scaled(quick["doc"], 0.01)))
+    result = _bench("--suite", "scan", "--quick", "--compare", str(old), "--json")
     assert result.exit_code == 1, result.stderr
     comparison = json.loads(result.stdout)["comparison"]
     status = {c["figure"]: c["status"] for c in comparison["changes"]}
-    assert status["end_to_end.jobs.1"] == "regressed"
-    assert comparison["regressions"] >= 1
+    assert status["scan.scan"] == "regressed"
+    assert status["end_to_end.jobs.1"] == "removed"  # not run this time: no verdict
+    assert comparison["regressions"] == 1
     assert "worse than" in result.stderr
 
 

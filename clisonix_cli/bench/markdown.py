@@ -196,7 +196,7 @@ def headline(doc: Mapping[str, Any]) -> str:
         fig = ops.get(name)
         if fig and "strongest_1t" in fig:
             ref = fig["references"][fig["strongest_1t"]]["label"].split(" (")[0]
-            picks.append(f"`{name}` {_g(fig['speedup_1t'], 2)}x {ref}")
+            picks.append(f"`{name}` {_g(fig['speedup_1t'], 2)}x faster than {ref}")
     if picks:
         parts.append(
             "in-process at one thread, against the strongest reference: "

@@ -144,9 +144,7 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
             _ms(fig["apply_1t"]),
             _ms(fig["apply_all"]),
             f"{b1}: {_ms(references[b1]['1t'])}" if b1 else "-",
-            f"{ba}: {_ms(references[ba].get('all', references[ba]['1t']))}"
-            if ba
-            else "-",
+            f"{ba}: {_ms(_best_all(references[ba]))}" if ba else "-",
             f"{_num(fig['speedup_1t'])}x" if "speedup_1t" in fig else "-",
             f"{_num(fig['speedup_all'])}x" if "speedup_all" in fig else "-",
         )
@@ -174,6 +172,12 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
             else f"{fresh:.0%} / {fig['fresh_copy_fraction_all']:.0%}",
         )
     return Group(times, refs, rates)
+
+
+def _best_all(ref: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A reference's timing at every core: the better of its 1-thread and all-cores runs."""
+    one, every = ref["1t"], ref.get("all")
+    return every if every is not None and every["median_ms"] < one["median_ms"] else one
 
 
 def _e2e_table(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Table:

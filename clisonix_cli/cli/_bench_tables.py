@@ -176,7 +176,8 @@ def _ops_tables(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Group:
 
 def _best_all(ref: Mapping[str, Any]) -> Mapping[str, Any]:
     """A reference's timing at every core: the better of its 1-thread and all-cores runs."""
-    one, every = ref["1t"], ref.get("all")
+    one: Mapping[str, Any] = ref["1t"]
+    every: Mapping[str, Any] | None = ref.get("all")
     return every if every is not None and every["median_ms"] < one["median_ms"] else one
 
 

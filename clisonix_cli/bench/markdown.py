@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from clisonix_cli.bench.report import peer_rows
+
 RUN_JSON = Path("docs/bench-run.json")
 BENCH_MD = Path("docs/bench.md")
 README = Path("README.md")
@@ -78,7 +80,7 @@ def render_tables(doc: Mapping[str, Any]) -> str:
             "",
         ]
         rows = []
-        for fig in peers.values():
+        for fig in peer_rows(doc["peers"]):
             mine, peer = fig["clisonix"], fig["peer"]
             rows.append(
                 [

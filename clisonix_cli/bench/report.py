@@ -110,6 +110,12 @@ def new_document(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def peer_rows(section: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The whole-job rows of a ``peers`` section, equal cores first (documents sort keys)."""
+    rows = list(section.get("rows", {}).values())
+    return sorted(rows, key=lambda row: not row.get("equal_cores", True))
+
+
 # --- plot --------------------------------------------------------------------------------
 
 
@@ -134,8 +140,14 @@ def plot_series(
         if "speedup_1t" in fig
     ]
     jobs = [
-        (f"{row['work'].split(':')[0]}: {row['label']}", float(row["ratio_warm"]))
-        for row in doc.get("peers", {}).get("rows", {}).values()
+        (
+            (
+                f"{row['work'].split(' (')[0].split(':')[0]}: {row['clisonix']['cores']} vs "
+                f"{row['peer']['cores']} core(s), {row['peer']['name']}"
+            ),
+            float(row["ratio_warm"]),
+        )
+        for row in peer_rows(doc.get("peers", {}))
     ]
     return points, bars, jobs
 

@@ -14,6 +14,8 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 
+from clisonix_cli.bench.report import peer_rows
+
 
 def _num(value: Any, digits: int = 3) -> str:
     if value is None:
@@ -356,7 +358,7 @@ def _peers_table(sec: Mapping[str, Any], doc: Mapping[str, Any]) -> Table:
         "slices/s/core clisonix / peer",
     ):
         t.add_column(col, justify="left" if col in ("work", "cores") else "right")
-    for fig in sec.get("rows", {}).values():
+    for fig in peer_rows(sec):
         mine, peer = fig["clisonix"], fig["peer"]
         t.add_row(
             escape(fig["work"]),

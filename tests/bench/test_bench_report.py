@@ -24,8 +24,10 @@ def _doc() -> dict[str, object]:
         "peers": {
             "rows": {
                 "conversion_1v1": {
-                    "work": "conversion to NIfTI",
+                    "work": "conversion to NIfTI (uncompressed)",
                     "label": "clisonix 1 core vs dcm2niix 1 core",
+                    "clisonix": {"cores": 1},
+                    "peer": {"cores": 1, "name": "dcm2niix v1"},
                     "ratio_warm": 0.25,
                 }
             }
@@ -37,7 +39,7 @@ def test_plot_series_sorted_and_complete() -> None:
     points, bars, jobs = report.plot_series(_doc())
     assert points == [(1, 100.0), (2, 150.0)]
     assert bars == [("median", 0.5), ("window", 12.0)]
-    assert jobs == [("conversion to NIfTI: clisonix 1 core vs dcm2niix 1 core", 0.25)]
+    assert jobs == [("conversion to NIfTI: 1 vs 1 core(s), dcm2niix v1", 0.25)]
 
 
 def test_write_plot_makes_a_png(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from clisonix_cli.bench.harness import (
-    Gated,
+    MIN_GATED_REPEATS,
     Progress,
     rate,
-    time_rounds,
+    time_call,
     timing_figures,
 )
 from clisonix_cli.bench.sizing import parallel_efficiency
@@ -93,8 +93,12 @@ def e2e_suite(
         raise RuntimeError("the end-to-end workload holds no image stack")
     defaults = RunConfig(in_dir=root, out_dir=tmp / "e2e")
     pipeline = Pipeline.from_cli(list(op_specs), pipeline_file)
-    calls = []
+    # Each level in one stretch (warm-up, then its samples): interleaving levels would
+    # restart the worker pool at every switch (measured: 0.5 s runs became 4 s).
+    timed = {}
     for jobs in jobs_levels:
+        if progress:
+            progress(f"end to end: --jobs {jobs}")
         out = tmp / f"e2e_jobs{jobs}"
         level = "1t" if jobs == 1 else "all"
         once = partial(
@@ -105,17 +109,13 @@ def e2e_suite(
             pipeline_file=pipeline_file,
             jobs=jobs,
         )
-        calls.append(
-            Gated(
-                str(jobs),
-                once,
-                yardstick=yardstick(level) if yardstick else None,
-                setup=partial(_fresh_dir, out),
-            )
+        timed[str(jobs)] = time_call(
+            once,
+            repeats=max(repeats, MIN_GATED_REPEATS),
+            setup=partial(_fresh_dir, out),
+            min_time_s=min_time_s,
+            yardstick=yardstick(level) if yardstick else None,
         )
-    if progress:
-        progress(f"end to end: --jobs {', '.join(map(str, jobs_levels))}, in rounds")
-    timed = time_rounds(calls, repeats=repeats, min_time_s=min_time_s)
     levels: dict[str, Any] = {}
     for jobs in jobs_levels:
         t = timed[str(jobs)]

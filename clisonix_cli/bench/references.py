@@ -185,6 +185,29 @@ def _window(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     return buf
 
 
+def _voi_covers(img: Any, p: Mapping[str, Any]) -> bool:
+    """The image's own range onto 0..255 (``voi`` with no window and no file VOI)."""
+    return (
+        p["center"] is None
+        and p["source"] in ("auto", "minmax")
+        and not getattr(img, "display", None)
+        and p["dtype"] == "uint8"
+        and p["invert"] in ("auto", "no")
+        and img.slope > 0
+    )
+
+
+def _voi(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
+    # LINEAR_EXACT from the minimum to the maximum: min/max of the stored values
+    lo = float(img.vol.min()) * img.slope + img.intercept
+    hi = float(img.vol.max()) * img.slope + img.intercept
+    a = 255.0 / (hi - lo) if hi > lo else 0.0
+    buf = _affine32(img, a, -a * lo)
+    np.clip(buf, 0.0, 255.0, out=buf)
+    grey: np.ndarray = np.rint(buf, out=buf).astype(np.uint8)
+    return grey
+
+
 def _normalize(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     # statistics of the stored values (numpy converts on the fly), mapped to real units
     mean = float(img.vol.mean(dtype=np.float64)) * img.slope + img.intercept
@@ -490,6 +513,16 @@ REFERENCES: dict[str, tuple[SpeedRef, ...]] = {
             _window,
             atol=1e-5,
             rtol=1e-6,
+        ),
+    ),
+    "voi": (
+        SpeedRef(
+            "numpy",
+            "numpy min/max of stored values, one multiply-add, clip, rint (the image's "
+            "own range onto 0..255)",
+            _voi,
+            atol=1.0,
+            covers=_voi_covers,
         ),
     ),
     "normalize": (

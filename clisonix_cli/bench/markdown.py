@@ -198,16 +198,22 @@ def headline(doc: Mapping[str, Any]) -> str:
         fig = ops.get(name)
         if fig and "strongest_1t" in fig:
             ref = fig["references"][fig["strongest_1t"]]["label"].split(" (")[0]
-            picks.append(f"`{name}` {_g(fig['speedup_1t'], 2)}x faster than {ref}")
+            speedup = fig["speedup_1t"]
+            if speedup >= 1:
+                picks.append(f"`{name}` {_g(speedup, 2)}x faster than {ref}")
+            else:
+                picks.append(f"`{name}` {_g(1 / speedup, 2)}x slower than {ref}")
     if picks:
         parts.append(
             "in-process at one thread, against the strongest reference: "
             + ", ".join(picks)
         )
-    load = doc.get("load", {}).get("loadavg_1m_start")
+    load = doc.get("load", {})
+    start, end = load.get("loadavg_1m_start") or 0, load.get("loadavg_1m_end") or 0
     return (
-        f"Measured on a {doc['env']['cores']}-core machine (load average "
-        f"{_g(load or 0, 2)}; figures and commands in docs/bench.md): "
+        f"Measured on a {doc['env']['cores']}-core machine (1-minute load average "
+        f"{_g(start, 2)} at the start, {_g(end, 2)} at the end; figures and commands "
+        "in docs/bench.md): "
         + "; ".join(parts)
         + ".\n"
     )

@@ -36,6 +36,13 @@ def test_render_reads_the_document() -> None:
     assert f"{doc['env']['cores']}-core" in markdown.headline(doc)
 
 
+@pytest.mark.parametrize(("speedup", "words"), [(4.0, "4x faster"), (0.25, "4x slower")])
+def test_headline_says_which_way(speedup: float, words: str) -> None:
+    doc = json.loads((ROOT / markdown.RUN_JSON).read_text(encoding="utf-8"))
+    doc["ops"]["median"]["speedup_1t"] = speedup
+    assert f"`median` {words} than" in markdown.headline(doc)
+
+
 def test_splice_needs_both_markers() -> None:
     text = "a\n<!-- B -->\nold\n<!-- E -->\nz\n"
     assert markdown.splice(text, ("<!-- B -->", "<!-- E -->"), "new\n") == (

@@ -213,9 +213,7 @@ def headline(doc: Mapping[str, Any]) -> str:
     return (
         f"Measured on a {doc['env']['cores']}-core machine (1-minute load average "
         f"{_g(start, 2)} at the start, {_g(end, 2)} at the end; figures and commands "
-        "in docs/bench.md): "
-        + "; ".join(parts)
-        + ".\n"
+        "in docs/bench.md): " + "; ".join(parts) + ".\n"
     )
 
 

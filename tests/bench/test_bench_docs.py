@@ -36,7 +36,9 @@ def test_render_reads_the_document() -> None:
     assert f"{doc['env']['cores']}-core" in markdown.headline(doc)
 
 
-@pytest.mark.parametrize(("speedup", "words"), [(4.0, "4x faster"), (0.25, "4x slower")])
+@pytest.mark.parametrize(
+    ("speedup", "words"), [(4.0, "4x faster"), (0.25, "4x slower")]
+)
 def test_headline_says_which_way(speedup: float, words: str) -> None:
     doc = json.loads((ROOT / markdown.RUN_JSON).read_text(encoding="utf-8"))
     doc["ops"]["median"]["speedup_1t"] = speedup

@@ -97,6 +97,24 @@ class CompareError(UsageError):
     summary = "A benchmark file given to --compare cannot be read."
 
 
+class BaselineError(UsageError):
+    code = "CLX-E045"
+    summary = "The QC baseline (--baseline qc.json) cannot be read or is not a qc.json."
+
+
+class QcKeyError(UsageError):
+    code = "CLX-E046"
+    summary = "The key file for hashing station names is missing, too short or readable by others."
+
+
+class BaselineKeyMismatchError(UsageError):
+    code = "CLX-E047"
+    summary = (
+        "The QC baseline hashed station names with another key (or none): its scanner "
+        "groups cannot match; use the same --key-file."
+    )
+
+
 # --- environment: exit 3 -------------------------------------------------------------------
 
 
@@ -272,6 +290,13 @@ class TaskTimeoutError(TaskError):
 class TaskCancelledError(TaskError):
     code = "CLX-E152"
     summary = "The task was not run because --fail-fast stopped the batch."
+
+
+class QcMeasureError(TaskError):
+    code = "CLX-E230"
+    summary = (
+        "QC metrics could not be computed for this series (its QC status is fail)."
+    )
 
 
 class VerifyMismatchError(TaskError):

@@ -37,6 +37,45 @@ FilesFrom = Annotated[
     ),
 ]
 
+Jobs = Annotated[
+    int,
+    typer.Option(
+        "--jobs",
+        "-j",
+        envvar="CLISONIX_JOBS",
+        help="Tasks running at once (0 = every core).",
+    ),
+]
+
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        envvar="CLISONIX_BACKEND",
+        help="auto, loky (processes), threads or dask; default auto (threads when no op "
+        "runs on uncompressed files, else loky), or dask with a scheduler.",
+    ),
+]
+
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        envvar="CLISONIX_SCHEDULER",
+        metavar="tcp://HOST:PORT",
+        help="Address of a running Dask scheduler (implies --backend dask).",
+    ),
+]
+
+SchedulerFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--scheduler-file",
+        envvar="CLISONIX_SCHEDULER_FILE",
+        help="Dask scheduler file (dask scheduler --scheduler-file).",
+    ),
+]
+
 OpSpecs = Annotated[
     list[str] | None,
     typer.Option(

@@ -10,6 +10,7 @@ from typing import Any
 
 from clisonix_cli.cli.bench import bench
 from clisonix_cli.cli.ops import ops
+from clisonix_cli.cli.qc import qc
 from clisonix_cli.cli.scan import scan
 from clisonix_cli.cli.synth import synth
 from clisonix_cli.cli.transform import transform
@@ -20,6 +21,7 @@ COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("transform", transform),
     ("ops", ops),
     ("verify", verify),
+    ("qc", qc),
     ("synth", synth),
     ("bench", bench),
 ]

@@ -1,7 +1,7 @@
 """Generate the reference pages of ``docs/`` from the code (``make docs``).
 
-``docs/cli.md`` comes from the Typer app, ``docs/errors.md`` from ``errors.py``, and
-``docs/ops.md`` from the op registry. ``tests/test_docs.py`` regenerates them and fails on a
+``docs/cli.md`` comes from the Typer app, ``docs/errors.md`` from ``errors.py``,
+``docs/ops.md`` from the op registry and ``docs/qc-metrics.md`` from the QC modules. ``tests/test_docs.py`` regenerates them and fails on a
 diff, so the pages can never drift from the code.
 """
 
@@ -75,7 +75,14 @@ def cli_md() -> str:
 
 def pages() -> dict[str, Callable[[], str]]:
     """Every generated page: file name under docs/ -> generator."""
-    return {"errors.md": errors_md, "cli.md": cli_md, "ops.md": ops_markdown}
+    from clisonix_cli.qc.docs import qc_markdown
+
+    return {
+        "errors.md": errors_md,
+        "cli.md": cli_md,
+        "ops.md": ops_markdown,
+        "qc-metrics.md": qc_markdown,
+    }
 
 
 def main(docs_dir: Path = Path("docs")) -> None:

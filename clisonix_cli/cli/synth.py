@@ -110,6 +110,27 @@ def synth(
             "(explicit and RLE series alternate).",
         ),
     ] = Syntax.explicit,
+    noise_sd: Annotated[
+        float | None,
+        typer.Option(
+            envvar="CLISONIX_NOISE_SD",
+            help="SD of the added noise: HU for CT (default 10), per channel for MR "
+            "(default 20).",
+        ),
+    ] = None,
+    hu_offset: Annotated[
+        float,
+        typer.Option(
+            envvar="CLISONIX_HU_OFFSET",
+            help="CT: calibration error added to every HU value (air = -1000 + offset).",
+        ),
+    ] = 0.0,
+    kernel: Annotated[
+        str,
+        typer.Option(
+            envvar="CLISONIX_KERNEL", help="CT: the Convolution Kernel written."
+        ),
+    ] = "STANDARD",
     jobs: Annotated[
         int,
         typer.Option(
@@ -144,6 +165,9 @@ def synth(
         "cols": cols,
         "modality": modality.value,
         "syntax": syntax.value,
+        "noise_sd": noise_sd,
+        "hu_offset": hu_offset,
+        "kernel": kernel,
     }
     with reporting_errors():
         plans = plan(**layout)

@@ -11,11 +11,16 @@ from rich.markup import escape
 
 from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, say
 from clisonix_cli.cli._options import (
+    Backend,
     FilesFrom,
+    Jobs,
     JsonFlag,
     OpSpecs,
     PipelineFile,
+    Scheduler,
+    SchedulerFile,
 )
+from clisonix_cli.cli.qc import FailOn
 from clisonix_cli.errors import TaskCancelledError
 
 if TYPE_CHECKING:
@@ -54,41 +59,10 @@ def transform(
             "or dicom.",
         ),
     ] = "nifti-gz",
-    jobs: Annotated[
-        int,
-        typer.Option(
-            "--jobs",
-            "-j",
-            envvar="CLISONIX_JOBS",
-            help="Tasks running at once (0 = every core).",
-        ),
-    ] = 0,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            "--backend",
-            envvar="CLISONIX_BACKEND",
-            help="auto, loky (processes), threads or dask; default auto (threads for a "
-            "pure conversion of uncompressed files, else loky), or dask with a scheduler.",
-        ),
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            envvar="CLISONIX_SCHEDULER",
-            metavar="tcp://HOST:PORT",
-            help="Address of a running Dask scheduler (implies --backend dask).",
-        ),
-    ] = None,
-    scheduler_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--scheduler-file",
-            envvar="CLISONIX_SCHEDULER_FILE",
-            help="Dask scheduler file (dask scheduler --scheduler-file).",
-        ),
-    ] = None,
+    jobs: Jobs = 0,
+    backend: Backend = None,
+    scheduler: Scheduler = None,
+    scheduler_file: SchedulerFile = None,
     connect_timeout: Annotated[
         float,
         typer.Option(
@@ -168,6 +142,40 @@ def transform(
         ),
     ] = "split",
     files_from: FilesFrom = None,
+    qc: Annotated[
+        bool,
+        typer.Option(
+            "--qc",
+            envvar="CLISONIX_QC",
+            help="Also measure every series from the pixels being converted and write "
+            "qc.json, qc.csv and report.html into OUT_DIR (docs/qc.md).",
+        ),
+    ] = False,
+    qc_baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--qc-baseline",
+            envvar="CLISONIX_QC_BASELINE",
+            metavar="QC.json",
+            help="With --qc: qc.json of an earlier run (drift, outliers).",
+        ),
+    ] = None,
+    qc_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--qc-key-file",
+            envvar="CLISONIX_QC_KEY_FILE",
+            help="With --qc: key to hash station names (as qc --key-file).",
+        ),
+    ] = None,
+    qc_fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            "--qc-fail-on",
+            envvar="CLISONIX_QC_FAIL_ON",
+            help="With --qc: exit 1 on warn, fail or drift (as qc --fail-on).",
+        ),
+    ] = FailOn.fail,
 ) -> None:
     """Run a pipeline of ops over every DICOM stack under IN_DIR into OUT_DIR.
 
@@ -179,10 +187,13 @@ def transform(
     Example: clisonix transform scans/ out/ --op rescale --op window:preset=brain --jobs 4
     """
     from clisonix_cli.cli._progress import RunProgress
+    from clisonix_cli.qc.run import QcOptions
     from clisonix_cli.taskarray.config import RunConfig
     from clisonix_cli.taskarray.execute import run
 
     started = time.monotonic()
+    if not qc and (qc_baseline or qc_key_file):
+        say("--qc-baseline and --qc-key-file take effect with --qc", style="yellow")
     with reporting_errors():
         config = RunConfig.from_cli(
             in_dir=in_dir,
@@ -204,6 +215,11 @@ def transform(
             files_from=files_from,
             connect_timeout=connect_timeout,
             gaps=gaps,
+            qc=QcOptions(
+                baseline=qc_baseline, key_file=qc_key_file, fail_on=qc_fail_on.value
+            )
+            if qc
+            else None,
         )
         progress = RunProgress(rich_bar=err_console.is_terminal and not dry_run)
         with progress:
@@ -289,6 +305,15 @@ def _render_summary(result: RunResult, seconds: float) -> None:
         )
     for rel in result.removed_temps:
         say(f"removed stale temporary file {rel}")
+    if result.qc is not None:
+        q = result.qc["summary"]
+        for gid in q["drifted_groups"]:
+            say(f"QC drift: scanner group {gid}", style="red")
+        say(
+            f"QC: {q['pass']} pass, {q['warn']} warn, {q['fail']} fail; report: "
+            f"{result.config.out_dir / 'report.html'}",
+            style="green" if result.qc["exit_code"] == 0 else "red",
+        )
     cancelled = f" ({c['cancelled']} cancelled)" if c["cancelled"] else ""
     manifest = result.config.out_dir / (result.manifest or "")
     say(

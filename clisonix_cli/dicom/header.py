@@ -65,16 +65,22 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00180087: ("MagneticFieldStrength", "DS"),
     0x00180088: ("SpacingBetweenSlices", "DS"),
     0x00180095: ("PixelBandwidth", "DS"),
+    0x00181020: ("SoftwareVersions", "LO"),
     0x00181030: ("ProtocolName", "LO"),
     0x00181063: ("FrameTime", "DS"),
     0x00181065: ("FrameTimeVector", "DS"),
+    0x00181100: ("ReconstructionDiameter", "DS"),
     0x00181114: ("EstimatedRadiographicMagnificationFactor", "DS"),
+    0x00181150: ("ExposureTime", "IS"),
+    0x00181151: ("XRayTubeCurrent", "IS"),
+    0x00181152: ("Exposure", "IS"),
     0x00181164: ("ImagerPixelSpacing", "DS"),
     0x00181210: ("ConvolutionKernel", "SH"),
     0x00181310: ("AcquisitionMatrix", "US"),
     0x00181314: ("FlipAngle", "DS"),
     0x00182010: ("NominalScannedPixelSpacing", "DS"),
     0x00185100: ("PatientPosition", "CS"),
+    0x00189345: ("CTDIvol", "FD"),
     0x0020000D: ("StudyInstanceUID", "UI"),
     0x0020000E: ("SeriesInstanceUID", "UI"),
     0x00200011: ("SeriesNumber", "IS"),
@@ -95,6 +101,7 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00280100: ("BitsAllocated", "US"),
     0x00280101: ("BitsStored", "US"),
     0x00280103: ("PixelRepresentation", "US"),
+    0x00280301: ("BurnedInAnnotation", "CS"),
     0x00281050: ("WindowCenter", "DS"),
     0x00281051: ("WindowWidth", "DS"),
     0x00281052: ("RescaleIntercept", "DS"),
@@ -157,7 +164,11 @@ NM_VECTORS: dict[int, str] = {
 INT_LISTS = frozenset(
     {"AcquisitionMatrix", "FrameIncrementPointer", *NM_VECTORS.values()}
 )
-MULTI_VALUED = frozenset({"ImageType", "PatientOrientation"}) | FLOAT_LISTS | INT_LISTS
+MULTI_VALUED = (
+    frozenset({"ImageType", "PatientOrientation", "SoftwareVersions"})
+    | FLOAT_LISTS
+    | INT_LISTS
+)
 CSA_CREATOR = "SIEMENS CSA HEADER"
 
 

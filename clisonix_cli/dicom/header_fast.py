@@ -292,6 +292,10 @@ def _is(raw: bytes) -> int | None:
     return int(float(text.split("\\", 1)[0])) if text else None
 
 
+def _fd(raw: bytes) -> float | None:
+    return float(struct.unpack_from("<d", raw, 0)[0]) if len(raw) >= 8 else None
+
+
 def _floats(raw: bytes) -> tuple[float, ...] | None:
     text = raw.decode("latin-1").strip(" \x00")
     return tuple(float(p) for p in text.split("\\")) if text else None
@@ -328,7 +332,7 @@ def _decoder(keyword: str, vr: str) -> Callable[[bytes], Any]:
         return _floats
     if keyword in MULTI_VALUED:
         return _strings
-    return {"US": _us, "DS": _ds, "IS": _is}.get(vr, _text)
+    return {"US": _us, "DS": _ds, "IS": _is, "FD": _fd}.get(vr, _text)
 
 
 _DECODERS: dict[str, Callable[[bytes], Any]] = {

@@ -50,7 +50,7 @@ def _plain(value: Any, keyword: str) -> Any:
     if not seq:
         return None
     value = seq[0]
-    if vr == "DS":
+    if vr in ("DS", "FD"):
         return float(value)
     if vr in ("IS", "US"):
         return int(value)

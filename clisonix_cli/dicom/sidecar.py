@@ -16,14 +16,19 @@ __all__ = ["FORBIDDEN", "SAFE_FIELDS", "sidecar_meta"]
 # Keyword -> DICOM unit note (documented in docs/scan.md; values keep DICOM units).
 SAFE_FIELDS: dict[str, str] = {
     "BodyPartExamined": "",
+    "BurnedInAnnotation": "",
+    "CTDIvol": "mGy",
     "DoseSummationType": "",
     "DoseType": "",
     "DoseUnits": "",
     "ConvolutionKernel": "",
     "EchoNumbers": "",
     "EchoTime": "ms",
+    "Exposure": "mAs",
+    "ExposureTime": "ms",
     "FlipAngle": "degrees",
     "ImageType": "",
+    "ImagerPixelSpacing": "mm",
     "InversionTime": "ms",
     "KVP": "kV",
     "MagneticFieldStrength": "T",
@@ -33,6 +38,7 @@ SAFE_FIELDS: dict[str, str] = {
     "PatientPosition": "",
     "PixelBandwidth": "Hz/pixel",
     "ProtocolName": "",
+    "ReconstructionDiameter": "mm",
     "RepetitionTime": "ms",
     "RescaleType": "",
     "ScanningSequence": "",
@@ -42,8 +48,10 @@ SAFE_FIELDS: dict[str, str] = {
     "SeriesInstanceUID": "",
     "SeriesNumber": "",
     "SliceThickness": "mm",
+    "SoftwareVersions": "",
     "SpacingBetweenSlices": "mm",
     "StudyInstanceUID": "",
+    "XRayTubeCurrent": "mA",
 }
 
 FORBIDDEN: frozenset[str] = frozenset(

@@ -98,6 +98,9 @@ class SeriesPlan:
     slices: int
     rows: int
     cols: int
+    noise_sd: float | None = None  # None: 10 HU for CT, 20 for MR
+    hu_offset: float = 0.0  # CT calibration error added to every HU value
+    kernel: str = "STANDARD"  # CT (0018,1210) Convolution Kernel
 
 
 def plan(
@@ -110,6 +113,9 @@ def plan(
     cols: int = 64,
     modality: str = "CT",
     syntax: str = "explicit",
+    noise_sd: float | None = None,
+    hu_offset: float = 0.0,
+    kernel: str = "STANDARD",
 ) -> list[SeriesPlan]:
     """The series :func:`synthesize` writes, in writing order.
 
@@ -138,6 +144,14 @@ def plan(
     ):
         if not lo <= value <= hi:
             raise UsageError(f"--{name} {value} is out of range [{lo}, {hi}]")
+    if noise_sd is not None and not 0.0 <= noise_sd <= 1000.0:
+        raise UsageError(f"--noise-sd {noise_sd} is out of range [0, 1000]")
+    if not -1000.0 <= hu_offset <= 1000.0:
+        raise UsageError(f"--hu-offset {hu_offset} is out of range [-1000, 1000]")
+    if not (0 < len(kernel) <= 16 and kernel.isascii() and kernel.isprintable()):
+        raise UsageError(
+            f"--kernel {kernel!r}: expected 1 to 16 printable ASCII characters"
+        )
     if syntax == "j2k" and min(rows, cols) < 32:
         # pylibjpeg-openjpeg encodes with 6 resolution levels: 2**5 pixels at least.
         raise UsageError(
@@ -162,6 +176,9 @@ def plan(
                         slices=slices,
                         rows=rows,
                         cols=cols,
+                        noise_sd=noise_sd,
+                        hu_offset=hu_offset,
+                        kernel=kernel,
                     )
                 )
     return out
@@ -368,10 +385,10 @@ def _ct_slice(
     x, y, z = _slice_coords(geo, k, sp.rows, sp.cols)
     hu = ct_phantom_hu(x, y, z)
     noise = rng.standard_normal(hu.shape, dtype=np.float32)
-    noise *= np.float32(10.0)
+    noise *= np.float32(10.0 if sp.noise_sd is None else sp.noise_sd)
     hu += noise
     # stored = HU - intercept (-1024), kept within the 12-bit CT range [0, 4095].
-    hu += np.float32(1024.0)
+    hu += np.float32(1024.0 + sp.hu_offset)
     np.rint(hu, out=hu)
     np.clip(hu, 0, 4095, out=hu)
     return hu.astype("<i2")
@@ -383,7 +400,7 @@ def _mr_slice(
     x, y, z = _slice_coords(geo, k, sp.rows, sp.cols)
     sig = mr_phantom(x, y, z)
     noise = rng.standard_normal((2, *sig.shape), dtype=np.float32)
-    noise *= np.float32(20.0)
+    noise *= np.float32(20.0 if sp.noise_sd is None else sp.noise_sd)
     # Rician magnitude noise: |signal + n1 + i n2|
     sig += noise[0]
     np.square(sig, out=sig)
@@ -442,7 +459,7 @@ def _base_dataset(seed: int, sp: SeriesPlan, geo: _Geometry) -> Dataset:
     ds.SliceThickness = geo.thickness
     if ct:
         ds.KVP = "120"
-        ds.ConvolutionKernel = "STANDARD"
+        ds.ConvolutionKernel = sp.kernel
     else:
         ds.ScanningSequence = "SE"
         ds.SequenceVariant = "NONE"
@@ -561,6 +578,9 @@ def synthesize(
     modality: str = "CT",
     syntax: str = "explicit",
     jobs: int = 1,
+    noise_sd: float | None = None,
+    hu_offset: float = 0.0,
+    kernel: str = "STANDARD",
 ) -> list[Path]:
     """Write synthetic DICOM studies under ``out_dir``; the same arguments give the same bytes.
 
@@ -583,6 +603,12 @@ def synthesize(
         ``mixed`` makes odd series RLE and even ones explicit.
     jobs : int
         Worker processes writing series in parallel (the bytes do not depend on it).
+    noise_sd : float or None
+        SD of the added noise (HU for CT, per channel for MR); None: 10 HU / 20.
+    hu_offset : float
+        CT only: a calibration error added to every HU value (air at -1000 + offset).
+    kernel : str
+        CT only: the (0018,1210) Convolution Kernel written (the pixels do not change).
 
     Returns
     -------
@@ -605,6 +631,9 @@ def synthesize(
         cols=cols,
         modality=modality,
         syntax=syntax,
+        noise_sd=noise_sd,
+        hu_offset=hu_offset,
+        kernel=kernel,
     )
     if syntax in ("j2k",):
         _encoder(syntax)  # fail before any work when no encoder is installed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clisonix_cli.errors import ShardSpecError, UsageError
 from clisonix_cli.runtime import cpu_cores
@@ -16,6 +17,8 @@ from clisonix_cli.taskarray.writers import get_writer
 
 #: ``--gaps`` choices (:data:`clisonix_cli.dicom.series.GAPS`; ``split`` is the default).
 GAPS: tuple[str, ...] = ("split", "fail", "keep")
+if TYPE_CHECKING:
+    from clisonix_cli.qc.run import QcOptions
 
 #: Executors, as given to ``--backend``.
 BACKENDS: tuple[str, ...] = ("auto", "loky", "threads", "dask")
@@ -108,6 +111,9 @@ class RunConfig:
         Seconds to wait for a Dask scheduler before giving up (exit 3).
     gaps : str
         What a stack with missing slices becomes: ``split`` (default), ``fail``, ``keep``.
+    qc : QcOptions or None
+        ``--qc``: measure every series as it is converted and write ``qc.json``,
+        ``qc.csv`` and ``report.html`` into OUT_DIR (``docs/qc.md``).
     """
 
     in_dir: Path
@@ -129,6 +135,7 @@ class RunConfig:
     files_from: str | None = None
     connect_timeout: float = 10.0
     gaps: str = "split"
+    qc: QcOptions | None = None
 
     def __post_init__(self) -> None:
         get_writer(self.format)  # an unknown format raises, listing the valid ones
@@ -166,6 +173,11 @@ class RunConfig:
             raise UsageError(
                 f"--scheduler/--scheduler-file need --backend dask, got --backend "
                 f"{self.backend}; drop --backend or set it to dask"
+            )
+        if self.qc is not None and self.shard is not None:
+            raise UsageError(
+                "--qc with --shard: each job would judge only its part of the batch; "
+                "run `clisonix qc IN_DIR` once over the whole input instead"
             )
         if self.scheduler and self.scheduler_file:
             raise UsageError(
@@ -206,6 +218,7 @@ class RunConfig:
         files_from: str | None = None,
         connect_timeout: float = 10.0,
         gaps: str = "split",
+        qc: QcOptions | None = None,
     ) -> RunConfig:
         """Build a config from command-line values.
 
@@ -239,6 +252,7 @@ class RunConfig:
             files_from=files_from,
             connect_timeout=connect_timeout,
             gaps=gaps.strip().lower(),
+            qc=qc,
         )
 
     @property

@@ -51,6 +51,7 @@ from clisonix_cli.taskarray.task import TaskContext, TaskOutcome, run_task
 
 if TYPE_CHECKING:
     from clisonix_cli.dicom.model import ScanResult
+    from clisonix_cli.qc.run import Prepared
     from clisonix_cli.transforms.pipeline import Pipeline
 
 #: Scan codes that set a file aside without making the run fail: objects that are not
@@ -78,6 +79,7 @@ class RunResult:
     removed_temps: list[str] = field(default_factory=list)
     manifest: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    qc: dict[str, Any] | None = None
 
     @property
     def failed(self) -> list[Record]:
@@ -95,10 +97,12 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when every task succeeded and no file was damaged, else 1."""
+        """0 when every task succeeded, no file was damaged and (``--qc``) the QC verdict
+        passes ``--qc-fail-on``; else 1."""
         if self.config.dry_run:
             return 0
-        return 1 if self.failed or self.bad_files else 0
+        qc_failed = self.qc is not None and self.qc.get("exit_code") == 1
+        return 1 if self.failed or self.bad_files or qc_failed else 0
 
     def counts(self) -> dict[str, int]:
         """Task and file counts for the summary."""
@@ -115,6 +119,16 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         """The ``--json`` document: deterministic for the same inputs and folder state."""
+        doc = self._summary()
+        if self.qc is not None:
+            doc["qc"] = {
+                "summary": self.qc["summary"],
+                "exit_code": self.qc["exit_code"],
+                "files": ["qc.json", "qc.csv", "report.html"],
+            }
+        return doc
+
+    def _summary(self) -> dict[str, Any]:
         if self.config.dry_run:
             return plan_document(
                 self.plan,
@@ -246,6 +260,7 @@ def run(
     """
     clock = time.monotonic()
     pipeline = load_pipeline(config)
+    qc = _prepare_qc(config)  # key and baseline checked before anything is written
     canonical: list[dict[str, Any]] = pipeline.canonical()
     sha: str = run_sha256(pipeline, config.gaps)
     identity = run_identity(sha, config.format)
@@ -259,7 +274,7 @@ def run(
             merged = read_manifest(out_dir)
             check_output_dir(out_dir, identity, merged, overwrite=config.overwrite)
         return _run_in(config, pipeline, canonical, sha, identity, merged, clock, fn,
-                       on_event)  # fmt: skip
+                       on_event, qc)  # fmt: skip
     except ClisonixError:
         if created:  # the run stopped before it wrote anything: leave no empty OUT_DIR
             with contextlib.suppress(OSError):
@@ -277,11 +292,16 @@ def _run_in(
     clock: float,
     fn: TaskFn,
     on_event: EventHandler | None,
+    qc: Prepared | None = None,
 ) -> RunResult:
     """The part of :func:`run` after the cheap checks: scan, plan, execute, record."""
     out_dir = config.out_dir
     part = manifest_name(config.shard)
     jobs = config.effective_jobs
+    if qc is not None and not canonical:  # a pure conversion may run on threads here
+        from clisonix_cli.taskarray.qcrun import warm_in_background
+
+        warm_in_background(config.backend)
     with _dask_session(config, jobs) as client:
         t_scan = time.monotonic()
         scan = scan_input(config)
@@ -306,7 +326,9 @@ def _run_in(
         resumed = frozenset(
             t.task_id
             for t in plan.tasks
-            if config.resume and is_done(merged.get(t.task_id), identity, out_dir)
+            if config.resume
+            and is_done(merged.get(t.task_id), identity, out_dir)
+            and (qc is None or "qc" in merged[t.task_id])  # --qc: measured before
         )
         todo = [t for t in plan.tasks if t.task_id not in resumed]
         decode = decode_workers(config, todo, jobs)  # before auto is resolved
@@ -322,6 +344,7 @@ def _run_in(
             limit_blas=config.backend != "threads",
             gaps=config.gaps,
             decode_workers=decode if config.backend == "threads" else 0,
+            qc=qc.task if qc is not None else None,
         )
         runlog = RunLog(out_dir / STATE_DIR / part.replace("manifest", "run-log", 1))
         t_run = time.monotonic()
@@ -350,8 +373,21 @@ def _run_in(
         collector.records.get(t.task_id) or final[t.task_id] for t in plan.tasks
     ]
     result.skipped = [skipped_record(s) for s in plan.skipped]
+    if qc is not None:
+        from clisonix_cli.taskarray.qcrun import write_qc
+
+        result.qc = write_qc(out_dir, plan, result.records, ctx, qc, part)
     collector.emit(Event("end", len(collector.records), len(todo)))
     return result
+
+
+def _prepare_qc(config: RunConfig) -> Prepared | None:
+    """``--qc``: read the station key and the baseline (exit 2 before any work)."""
+    if config.qc is None or config.dry_run:
+        return None
+    from clisonix_cli.qc.run import prepare
+
+    return prepare(config.qc)
 
 
 def local_backend(config: RunConfig, tasks: list[Task], pipeline_steps: int) -> str:

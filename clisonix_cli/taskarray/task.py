@@ -39,6 +39,8 @@ from clisonix_cli.taskarray.writers import get_writer
 if TYPE_CHECKING:
     from clisonix_cli.dicom.model import Volume
     from clisonix_cli.dicom.parallel_decode import DecodePool
+    from clisonix_cli.qc.run import QcTaskOptions
+    from clisonix_cli.qc.sample import Sample
     from clisonix_cli.transforms.pipeline import Pipeline
 
 Record = dict[str, Any]
@@ -74,6 +76,9 @@ class TaskContext:
     decode_workers : int
         Worker processes the task may decode its compressed files on (its share of
         ``--jobs`` when it runs in the driver); 0 decodes in the task's own process.
+    qc : QcTaskOptions or None
+        ``--qc``: measure the series from the pixels the task reads (no second read) and
+        put the result under ``"qc"`` in its record.
     """
 
     in_dir: str
@@ -89,6 +94,7 @@ class TaskContext:
     limit_blas: bool = True
     gaps: str = "split"
     decode_workers: int = 0
+    qc: QcTaskOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +260,7 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
     """
     start = time.monotonic()
     digest: str | None = None
+    sample: Sample | None = None
     try:
         if ctx.version != __version__:
             raise WorkerVersionError(
@@ -273,10 +280,11 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 read: dict[str, str] = {}
                 warm = _start_warm_up(task, ctx)
                 stream = _open(task, ctx, read, pool)  # inputs hashed as they are read
-                data: Any = stream
+                tap = _tap(stream) if ctx.qc is not None else None
+                data: Any = tap.tapped() if tap else stream  # QC sees the stored slices
                 slope, intercept = stream.slope, stream.intercept
                 if slab_out is not None:
-                    data = _SlabPipeline(task, ctx.pipeline, stream, slab_out, warm)
+                    data = _SlabPipeline(task, ctx.pipeline, data, slab_out, warm)
                     slope, intercept = data.slope, data.intercept
                 try:
                     source = _source(
@@ -288,6 +296,7 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                     digest = _hash_inputs_or_none(task, ctx)
                     raise
                 digest = _digest_of(task, read)
+                sample = tap.sample() if tap else None
             else:
                 warm = _start_warm_up(
                     task, ctx
@@ -301,6 +310,7 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                     digest = _hash_inputs_or_none(task, ctx)
                     raise
                 digest = _digest_of(task, digests)
+                sample = _sample_of(vol) if ctx.qc is not None else None
                 deadline.check("after reading")
                 if warm is not None:
                     warm.join()
@@ -312,8 +322,12 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 outputs = _write(task, ctx, source)
         rec = base_record(task, ctx)
         rec.update(status="ok", error=None, inputs_digest=digest, outputs=outputs)
+        if ctx.qc is not None:
+            rec["qc"] = _qc_part(task, ctx, ctx.qc, sample, None)
     except ClisonixError as exc:
         rec = failed_record(task, ctx, exc, inputs_digest=digest)
+        if ctx.qc is not None:
+            rec["qc"] = _qc_part(task, ctx, ctx.qc, None, exc)
     return TaskOutcome(
         record=rec, seconds=time.monotonic() - start, worker=worker_name()
     )
@@ -431,6 +445,37 @@ class _SlabPipeline:
                     f"{self.dtype} was expected; this is a bug"
                 )
             yield out.vol
+
+
+def _tap(stream: Any) -> Any:
+    from clisonix_cli.qc.sample import StreamTap
+
+    return StreamTap(stream)
+
+
+def _sample_of(vol: Volume) -> Sample:
+    from clisonix_cli.qc.sample import from_volume
+
+    return from_volume(vol)
+
+
+def _qc_part(
+    task: Task,
+    ctx: TaskContext,
+    opts: QcTaskOptions,
+    sample: Sample | None,
+    err: ClisonixError | None,
+) -> dict[str, Any]:
+    """``--qc``: the series' QC part from the slices this task read (never a second
+    read of the pixels); a task that failed gets its header and error only."""
+    from clisonix_cli.qc.run import failed_part, task_part
+
+    root = Path(ctx.in_dir)
+    if err is not None or sample is None:
+        return failed_part(
+            root, task.stack, opts, err or InputError("no pixels were read")
+        )
+    return task_part(root, task.stack, opts, sample)
 
 
 def _hash_inputs(task: Task, ctx: TaskContext) -> str:

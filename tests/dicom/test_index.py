@@ -273,3 +273,37 @@ def test_enhanced_and_sr_and_colour(shared_data: Path, tmp_path: Path) -> None:
     assert not any(p.blocking for p in emri.problems) and emri.geometry is not None
     rgb = kinds["SC_rgb.dcm"]  # a colour secondary capture: 2-D, its Pixel Spacing
     assert (rgb.colour, rgb.geometry_kind) == ("RGB", "plane")
+
+
+def test_qc_acquisition_fields_both_readers(
+    make_slice: MakeSlice, tmp_path: Path
+) -> None:
+    """Dose, software and detector fields (QC compares them) are read by the fast reader
+    and by pydicom alike, binary FD included; the station name never is."""
+    import pydicom
+
+    for implicit in (False, True):
+        path = make_slice(
+            tmp_path / f"q{int(implicit)}.dcm", ipp=(0, 0, 0), implicit=implicit
+        )
+        ds = pydicom.dcmread(path)
+        ds.SoftwareVersions = ["VA20", "SP1"]
+        ds.XRayTubeCurrent = 250
+        ds.Exposure = 125
+        ds.ExposureTime = 500
+        ds.CTDIvol = 12.375
+        ds.ReconstructionDiameter = "350.5"
+        ds.ImagerPixelSpacing = ["0.143", "0.143"]
+        ds.BurnedInAnnotation = "NO"
+        ds.StationName = "CTROOM7"
+        ds.save_as(path, implicit_vr=implicit, little_endian=True)
+        fast, slow = _header(path), _header(path, fast=False)
+        _same_values(fast, slow)
+        assert fast.values["CTDIvol"] == 12.375 and fast.values["Exposure"] == 125
+        assert fast.values["SoftwareVersions"] == ("VA20", "SP1")
+        assert fast.values["ImagerPixelSpacing"] == (0.143, 0.143)
+        assert "StationName" not in fast.values and "StationName" not in slow.values
+    (stack,) = scan(tmp_path, files=[tmp_path / "q0.dcm"]).stacks
+    meta = dict(stack.meta)
+    assert meta["CTDIvol"] == 12.375 and meta["BurnedInAnnotation"] == "NO"
+    assert b"CTROOM7" not in repr(stack).encode()

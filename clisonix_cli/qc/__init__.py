@@ -1,0 +1,1 @@
+"""Quality control: per-series metrics, header consistency, drift, the HTML report."""

@@ -7,6 +7,15 @@ from typing import Annotated
 
 import typer
 
+InDir = Annotated[
+    Path,
+    typer.Argument(
+        metavar="IN_DIR",
+        help="Input folder (read only, never modified).",
+        show_default=False,
+    ),
+]
+
 JsonFlag = Annotated[
     bool,
     typer.Option(

@@ -13,6 +13,7 @@ from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, 
 from clisonix_cli.cli._options import (
     Backend,
     FilesFrom,
+    InDir,
     Jobs,
     JsonFlag,
     Scheduler,
@@ -59,14 +60,7 @@ FailOnOpt = Annotated[
 
 
 def qc(
-    in_dir: Annotated[
-        Path,
-        typer.Argument(
-            metavar="IN_DIR",
-            help="Input folder (read only, never modified).",
-            show_default=False,
-        ),
-    ],
+    in_dir: InDir,
     out: Annotated[
         Path,
         typer.Option(

@@ -265,3 +265,37 @@ def test_mr_from_real_data(shared_data: Path, tmp_path: Path) -> None:
     mr = [s for s in doc["series"] if s["kind"] == "mr" and not s["error"]]
     assert mr, doc["series"]
     assert all(s["metrics"]["snr"] > 1 and 0 < s["metrics"]["efc"] < 1 for s in mr)
+
+
+
+def test_synth_phantom_metrics_end_to_end(tmp_path: Path) -> None:
+    """`clisonix synth` CT and MR with known noise SDs, measured by `clisonix qc`: air
+    -1000 HU (clipped at the 12-bit floor), soft tissue 40 HU, GNL within 10 % of the noise
+    SD; MR noise SD within 5 %, and SNR within 5 % of the phantom's signal (its foreground
+    mean at a low noise level) over the noise SD."""
+    from scipy.stats import norm
+
+    got: dict[tuple[str, float], dict] = {}  # type: ignore[type-arg]
+    for sd in (5.0, 25.0):
+        src = tmp_path / f"in{sd:g}"
+        for seed, modality in ((21, "CT"), (22, "MR")):  # distinct UIDs
+            res = CliRunner().invoke(app, [
+                "synth", str(src / modality), "--modality", modality, "--patients", "1",
+                "--studies", "1", "--series", "1", "--slices", "12", "--rows", "128",
+                "--cols", "128", "--seed", str(seed), "--noise-sd", str(sd),
+            ])  # fmt: skip
+            assert res.exit_code == 0, res.output
+        res = _qc(str(src), "--out", str(tmp_path / f"o{sd:g}"), "--json")
+        assert res.exit_code == 0, res.output
+        for s in json.loads(res.stdout)["series"]:
+            got[s["kind"], sd] = s["metrics"]
+    for sd in (5.0, 25.0):
+        ct, mr = got["ct", sd], got["mr", sd]
+        a = -24.0 / sd  # N(-1000, sd) clipped at -1024 HU (stored 0)
+        air = -1024.0 * norm.cdf(a) - 1000.0 * norm.sf(a) + sd * norm.pdf(a)
+        assert abs(ct["air_mean_hu"] - air) < 1.0, (sd, ct)
+        assert abs(ct["tissue_mean_hu"] - 40.0) < 3.0, (sd, ct)
+        assert abs(ct["gnl_hu"] - sd) <= 0.10 * sd, (sd, ct)  # the issue's bound
+        assert abs(mr["noise_sd"] - sd) <= 0.05 * sd, (sd, mr)
+    signal = got["mr", 5.0]["fg_mean"]
+    assert abs(got["mr", 25.0]["snr"] - signal / 25.0) <= 0.05 * signal / 25.0

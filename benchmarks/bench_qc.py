@@ -4,7 +4,8 @@ A script, not a test (see benchmarks/README.md). It runs the real command lines 
 processes, interleaved and rotated from one repeat to the next, outputs in a RAM folder
 (/dev/shm) so that disk writeback does not decide the result, and prints one line per run
 and then, per pair, the median wall time of each side, its spread (min..max) and the
-overhead of ``--qc``:
+overhead of ``--qc`` (ratio of the medians, and the min..max and median of the per-repeat
+ratios: both sides of a repeat run back to back):
 
 - ``conversion``: ``transform IN OUT --jobs 2 --format nifti`` against the same with ``--qc``
   (the pure conversion streams its slices: QC copies its sample as they pass);
@@ -140,8 +141,14 @@ def main() -> None:
             statistics.median(times[plain]),
             statistics.median(times[plain + " --qc"]),
         )
+        # both runs of a repeat ran back to back, under the same load
+        pairs = [
+            q / p - 1 for p, q in zip(times[plain], times[plain + " --qc"], strict=True)
+        ]
         print(
-            f"=> {plain}: --qc adds {100 * (b / a - 1):+.1f} % ({b:.2f} s vs {a:.2f} s)"
+            f"=> {plain}: --qc adds {100 * (b / a - 1):+.1f} % ({b:.2f} s vs {a:.2f} s);"
+            f" per repeat {100 * min(pairs):+.1f} % .. {100 * max(pairs):+.1f} %"
+            f" (median {100 * statistics.median(pairs):+.1f} %)"
         )
         ta, tb = tasks[plain], tasks[plain + " --qc"]
         if ta and tb:

@@ -121,3 +121,22 @@ def test_screenshot_is_not_blank(
     assert img.shape[:2] == (1600, 1280)
     grey = img[..., :3].mean(axis=-1)
     assert (grey < 200).mean() > 0.02 and grey.std() > 20  # text, thumbnails, plots
+
+
+def test_console_check_sees_errors(
+    report: tuple[Path, dict],
+    tmp_path: Path,  # type: ignore[type-arg]
+) -> None:
+    """The console check is not blind: a page with an uncaught error and a console
+    message (the report with a broken script appended) is caught."""
+    path, _ = report
+    probe = tmp_path / "broken.html"
+    probe.write_text(
+        path.read_text().replace(
+            "</body>", "<script>console.error('qc-probe');notDefined();</script></body>"
+        )
+    )
+    res = _chromium(tmp_path, probe.as_uri(), "--dump-dom")
+    lines = _console(res.stderr)
+    assert any("qc-probe" in x for x in lines), res.stderr[-2000:]
+    assert any("notDefined" in x for x in lines), res.stderr[-2000:]

@@ -115,7 +115,11 @@ def test_same_bytes_for_any_jobs_and_backend(mixed: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     "ops",
-    [[], ["--op", "rescale", "--op", "window:center=40,width=400"], ["--op", "normalize"]],
+    [
+        [],
+        ["--op", "rescale", "--op", "window:center=40,width=400"],
+        ["--op", "normalize"],
+    ],
     ids=["stream", "slab-pipeline", "whole-volume-pipeline"],
 )
 def test_transform_qc_measures_the_same_pixels_in_the_same_read(
@@ -267,7 +271,6 @@ def test_mr_from_real_data(shared_data: Path, tmp_path: Path) -> None:
     assert all(s["metrics"]["snr"] > 1 and 0 < s["metrics"]["efc"] < 1 for s in mr)
 
 
-
 def test_synth_phantom_metrics_end_to_end(tmp_path: Path) -> None:
     """`clisonix synth` CT and MR with known noise SDs, measured by `clisonix qc`: air
     -1000 HU (clipped at the 12-bit floor), soft tissue 40 HU, GNL within 10 % of the noise
@@ -299,3 +302,36 @@ def test_synth_phantom_metrics_end_to_end(tmp_path: Path) -> None:
         assert abs(mr["noise_sd"] - sd) <= 0.05 * sd, (sd, mr)
     signal = got["mr", 5.0]["fg_mean"]
     assert abs(got["mr", 25.0]["snr"] - signal / 25.0) <= 0.05 * signal / 25.0
+
+
+def test_no_identifier_of_real_data_in_any_output(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """`clisonix qc` over pydicom's test files (real headers: patient names and IDs, birth
+    dates, institutions, stations, physicians): none of those values is in qc.json, qc.csv
+    or report.html (vendor names, which group scanners, are allowed)."""
+    src = shared_data / "pydicom-data"
+    keys = ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName",
+            "InstitutionAddress", "StationName", "ReferringPhysicianName",
+            "OperatorsName", "AccessionNumber", "OtherPatientIDs")  # fmt: skip
+    found: set[str] = set()
+    vendors: set[str] = set()
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - not DICOM: the scan skips it too
+            continue
+        found |= {str(ds.get(k) or "").strip() for k in keys}
+        vendors |= {str(ds.get(k) or "").strip() for k in ("Manufacturer",
+                                                             "ManufacturerModelName")}  # fmt: skip
+    # short all-digit IDs ("0010") turn up inside any number: too short to search for
+    identifiers = sorted(
+        v for v in found - vendors if len(v) >= 6 or (len(v) >= 4 and not v.isdigit())
+    )
+    assert len(identifiers) > 20
+    res = _qc(str(src), "--out", str(tmp_path / "o"), "--json")
+    assert res.exit_code in (0, 1), res.output
+    assert len(json.loads(res.stdout)["series"]) > 20
+    for f in FILES:
+        blob = (tmp_path / "o" / f).read_bytes()
+        assert [v for v in identifiers if v.encode() in blob] == [], f

@@ -170,6 +170,14 @@ def transform(
             help="With --qc: exit 1 on warn, fail or drift (as qc --fail-on).",
         ),
     ] = FailOn.fail,
+    qc_deidentify: Annotated[
+        bool,
+        typer.Option(
+            "--qc-deidentify",
+            envvar="CLISONIX_QC_DEIDENTIFY",
+            help="With --qc: leave series descriptions out (as qc --deidentify).",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline of ops over every DICOM stack under IN_DIR into OUT_DIR.
 
@@ -186,8 +194,9 @@ def transform(
     from clisonix_cli.taskarray.execute import run
 
     started = time.monotonic()
-    if not qc and (qc_baseline or qc_key_file):
-        say("--qc-baseline and --qc-key-file take effect with --qc", style="yellow")
+    if not qc and (qc_baseline or qc_key_file or qc_deidentify):
+        say("--qc-baseline, --qc-key-file and --qc-deidentify take effect with --qc",
+            style="yellow")  # fmt: skip
     with reporting_errors():
         config = RunConfig.from_cli(
             in_dir=in_dir,
@@ -210,7 +219,10 @@ def transform(
             connect_timeout=connect_timeout,
             gaps=gaps,
             qc=QcOptions(
-                baseline=qc_baseline, key_file=qc_key_file, fail_on=qc_fail_on.value
+                baseline=qc_baseline,
+                key_file=qc_key_file,
+                fail_on=qc_fail_on.value,
+                deidentify=qc_deidentify,
             )
             if qc
             else None,

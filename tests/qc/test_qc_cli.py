@@ -199,6 +199,15 @@ def test_privacy_station_keyed_descriptions_left_out(
     assert all("description" not in s for s in k["series"])
     assert all(s["description"] == "CT AXIAL 5mm explicit" for s in p["series"])
     identifiers = [b"CTROOM7", b"SYNTH^P0", b"SYNTH-P0", b"SYNTH HOSPITAL"]
+    out = tmp_path / "t"  # transform --qc: the same files, and the manifest's qc parts
+    res = CliRunner().invoke(app, ["transform", str(src), str(out), "--qc",
+                                   "--qc-deidentify", "--qc-key-file", str(key)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    records = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert all("description" not in r["qc"] for r in records)
+    assert [b"CT AXIAL" in json.dumps(r["qc"]).encode() for r in records] == [False] * 2
+    for f in FILES:
+        assert not any(i in (out / f).read_bytes() for i in [*identifiers, b"CT AXIAL"])
     for f in FILES:
         blob = (tmp_path / "k" / f).read_bytes()
         assert not any(i in blob for i in identifiers + [b"CT AXIAL"]), f

@@ -17,7 +17,13 @@ from typing import Any
 from clisonix_cli import __version__
 from clisonix_cli.errors import by_code
 from clisonix_cli.qc import drift
-from clisonix_cli.qc.headers import NUMERIC, category, compared_fields, group_key
+from clisonix_cli.qc.headers import (
+    FIELDS,
+    NUMERIC,
+    category,
+    compared_fields,
+    group_key,
+)
 from clisonix_cli.qc.measure import METRICS, rounded
 from clisonix_cli.qc.rules import (
     outlier_rule,
@@ -33,14 +39,7 @@ VERSION = 1
 #: categories and categorical drift); dose and pixel-grid fields vary with the patient.
 PROTOCOL_FIELDS: dict[str, tuple[str, ...]] = {
     "ct": ("SoftwareVersions", "KVP", "ConvolutionKernel", "SliceThickness"),
-    "mr": (
-        "SoftwareVersions",
-        "MagneticFieldStrength",
-        "RepetitionTime",
-        "EchoTime",
-        "FlipAngle",
-        "SliceThickness",
-    ),  # fmt: skip
+    "mr": ("SoftwareVersions", *FIELDS["mr"]),  # every MR field is the protocol's
     "xr": ("SoftwareVersions",),
     "other": ("SoftwareVersions", "SliceThickness"),
 }

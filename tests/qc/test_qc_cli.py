@@ -98,6 +98,13 @@ def test_usage_errors_exit_2_before_any_work(
     assert not (tmp_path / "o" / "qc.json").exists()
 
 
+def test_out_that_cannot_be_created_exits_3(control_batch: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = _qc(str(control_batch), "--out", str(blocker / "qc"))
+    assert res.exit_code == 3 and "CLX-E030" in res.stderr, res.output
+
+
 def test_same_bytes_for_any_jobs_and_backend(mixed: Path, tmp_path: Path) -> None:
     before = _tree(mixed)
     run_qc(mixed, tmp_path / "t1", jobs=1, backend="threads")

@@ -298,10 +298,6 @@ def _run_in(
     out_dir = config.out_dir
     part = manifest_name(config.shard)
     jobs = config.effective_jobs
-    if qc is not None and not canonical:  # a pure conversion may run on threads here
-        from clisonix_cli.taskarray.qcrun import warm_in_background
-
-        warm_in_background(config.backend)
     with _dask_session(config, jobs) as client:
         t_scan = time.monotonic()
         scan = scan_input(config)
@@ -333,6 +329,10 @@ def _run_in(
         todo = [t for t in plan.tasks if t.task_id not in resumed]
         decode = decode_workers(config, todo, jobs)  # before auto is resolved
         config = replace(config, backend=local_backend(config, todo, len(canonical)))
+        if qc is not None and todo and config.backend == "threads":
+            from clisonix_cli.taskarray.qcrun import warm_in_background
+
+            warm_in_background()  # tasks measure in this process: load the kernels now
         ctx = TaskContext(
             in_dir=str(config.in_dir.resolve()),
             out_dir=str(out_dir.resolve()),

@@ -172,7 +172,6 @@ def run_qc(config: QcRunConfig, *, on_event: EventHandler | None = None) -> QcRu
         scheduler_file=config.scheduler_file, files_from=config.files_from,
         connect_timeout=config.connect_timeout,
     )  # fmt: skip
-    warm_in_background(config.backend)
     with _dask_session(run_config, jobs) as client:
         plan = make_plan(scan_input(run_config))
         pipeline = Pipeline.from_cli([], None)
@@ -187,6 +186,8 @@ def run_qc(config: QcRunConfig, *, on_event: EventHandler | None = None) -> QcRu
         )
         todo = list(plan.tasks)
         backend = _backend(config, todo)
+        if backend == "threads" and todo:
+            warm_in_background()  # tasks measure in this process: load the kernels now
         ctx = replace(ctx, limit_blas=backend != "threads")
         collector = Collector(ctx, len(todo), None, RunLog(None), on_event)
         _execute(replace(run_config, backend=backend), client, todo, ctx,
@@ -199,13 +200,11 @@ def run_qc(config: QcRunConfig, *, on_event: EventHandler | None = None) -> QcRu
     return QcRunResult(config, plan, records, doc, files, time.monotonic() - clock)
 
 
-def warm_in_background(backend: str) -> None:
-    """Load the QC kernels (numba's import and first cache load, about a second) in a
-    daemon thread while the input is scanned, when the tasks may run as threads of this
-    process (process backends load them in each worker). LLVM releases the GIL, so most
-    of it overlaps the scan's reads."""
-    if backend not in ("auto", "threads"):
-        return
+def warm_in_background() -> None:
+    """Load the QC kernels (numba's import and first cache load, 1-1.5 s of CPU) in a
+    daemon thread, when the tasks run as threads of this process: the load overlaps the
+    first tasks' reads. Process backends load them in each worker, so the driver does
+    not (it never measures: it would load numba for nothing)."""
     import threading
 
     from clisonix_cli.qc.measure import warm

@@ -244,6 +244,26 @@ def test_dask_gives_identical_bytes(
     assert fakes.tree_digest(tmp_path / "out") == reference.digest
 
 
+def test_dask_qc_gives_the_same_files(
+    synth_in: Path, dask_cluster: SimpleNamespace, tmp_path: Path
+) -> None:
+    """`clisonix qc` and `transform --qc` on Dask workers: the QC files of threads."""
+    from clisonix_cli.qc.run import QcOptions
+    from clisonix_cli.taskarray.qcrun import QcRunConfig, run_qc
+
+    files = ("qc.json", "qc.csv", "report.html")
+    run_qc(QcRunConfig(synth_in, tmp_path / "t", jobs=1, backend="threads"))
+    dask_cluster.client.wait_for_workers(2, timeout=60)
+    run_qc(QcRunConfig(synth_in, tmp_path / "d", backend="dask",
+                       scheduler_file=dask_cluster.file))  # fmt: skip
+    result = run(_dask_cfg(synth_in, tmp_path / "x", dask_cluster, qc=QcOptions()))
+    assert result.exit_code == 0, [r["error"] for r in result.failed]
+    for f in files:
+        assert (tmp_path / "d" / f).read_bytes() == (tmp_path / "t" / f).read_bytes()
+    html = (tmp_path / "t" / "report.html").read_bytes()
+    assert (tmp_path / "x" / "report.html").read_bytes() == html  # no manifest links
+
+
 def test_dask_worker_death_is_quarantined(
     synth_in: Path,
     dask_cluster: SimpleNamespace,

@@ -98,7 +98,9 @@ def test_usage_errors_exit_2_before_any_work(
     assert not (tmp_path / "o" / "qc.json").exists()
 
 
-def test_out_that_cannot_be_created_exits_3(control_batch: Path, tmp_path: Path) -> None:
+def test_out_that_cannot_be_created_exits_3(
+    control_batch: Path, tmp_path: Path
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     res = _qc(str(control_batch), "--out", str(blocker / "qc"))

@@ -426,27 +426,16 @@ def _clahe_skimage(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
 
 def _svd_numpy(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:
     """Halko et al. 2011 as the op runs it, per slice, with numpy's BLAS and LAPACK."""
-    real = real32(img)
-    n_s, n_r, n_c = real.shape
-    k = min(int(p["k"]), n_r, n_c)
-    ell = min(k + int(p["oversample"]), n_r, n_c)
-    out = np.empty_like(real)
-    omega = (
-        np.random.default_rng(p["seed"]).standard_normal((n_c, ell)).astype(np.float32)
-    )
+    from clisonix_cli.transforms.ops.svd import textbook
+
     with blas_threads(threads):
-        for s in range(n_s):
-            a = real[s]
-            if ell >= min(n_r, n_c):
-                u, sv, vt = np.linalg.svd(a, full_matrices=False)
-                out[s] = (u[:, :k] * sv[:k]) @ vt[:k]
-                continue
-            q = np.linalg.qr(a @ omega)[0]
-            for _ in range(int(p["power_iters"])):
-                q = np.linalg.qr(a @ np.linalg.qr(a.T @ q)[0])[0]
-            ub, sb, vt = np.linalg.svd(q.T @ a, full_matrices=False)
-            out[s] = ((q @ ub[:, :k]) * sb[:k]) @ vt[:k]
-    return out
+        return textbook(
+            real32(img),
+            int(p["k"]),
+            int(p["oversample"]),
+            int(p["power_iters"]),
+            p["seed"],
+        )
 
 
 def _svd_sklearn(img: Any, p: Mapping[str, Any], threads: int) -> np.ndarray:

@@ -212,21 +212,58 @@ def reference(img: Image, **params: Any) -> Image:
     return Image(out.astype(np.float32), img.affine_lps, slope=1.0, intercept=0.0)
 
 
+def textbook(
+    real: np.ndarray, k: int, oversample: int, power_iters: int, seed: int
+) -> np.ndarray:
+    """The op's algorithm written with numpy's BLAS and LAPACK, per slice of ``real``
+    (S, R, C), in ``real``'s float dtype, with the same Gaussian test matrix as the op.
+
+    The yardstick for inputs where a randomized rank-k approximation is far from the optimal
+    one (flat spectra, little oversampling), and the bench's like-for-like reference.
+    """
+    n_s, n_r, n_c = real.shape
+    k = min(k, n_r, n_c)
+    ell = min(k + oversample, n_r, n_c)
+    omega = np.random.default_rng(seed).standard_normal((n_c, ell)).astype(real.dtype)
+    out = np.empty_like(real)
+    for s in range(n_s):
+        a = real[s]
+        if ell >= min(n_r, n_c):
+            u, sv, vt = np.linalg.svd(a, full_matrices=False)
+            out[s] = (u[:, :k] * sv[:k]) @ vt[:k]
+            continue
+        q = np.linalg.qr(a @ omega)[0]
+        for _ in range(power_iters):
+            q = np.linalg.qr(a @ np.linalg.qr(a.T @ q)[0])[0]
+        ub, sb, vt = np.linalg.svd(q.T @ a, full_matrices=False)
+        out[s] = ((q @ ub[:, :k]) * sb[:k]) @ vt[:k]
+    return out
+
+
 def compare(got: Image, want: Image, img: Image, params: dict[str, Any]) -> None:
     """Per slice, the Frobenius error against the input is within 1.05x of the optimal
-    (Eckart-Young) error, plus float32 noise (1e-5 of the slice norm).
+    (Eckart-Young) error, or within 1.001x of the same randomized algorithm run in float64
+    by numpy (:func:`textbook`), plus float32 noise (1e-5 of the slice norm).
 
     A rank-k approximation is not unique when singular values tie, so ``got`` is not
-    compared with ``want`` voxel by voxel.
+    compared with ``want`` voxel by voxel; and with little oversampling a randomized
+    approximation of a flat-spectrum slice is rightly worse than 1.05x the optimum (Halko et
+    al., Theorem 10.5, bound the expected error by ``sqrt(1 + k / (p - 1))`` times the
+    optimum before power iterations: 2x for k = 3, p = 2).
     """
+    p = OP.bind(params)
     real = img.vol.astype(np.float64) * img.slope + img.intercept
+    same = textbook(real, p["k"], p["oversample"], p["power_iters"], p["seed"])
     for s in range(real.shape[0]):
         a = real[s]
         norm = float(np.linalg.norm(a))
         err = float(np.linalg.norm(a - got.vol[s].astype(np.float64)))
         best = float(np.linalg.norm(a - want.vol[s].astype(np.float64)))
-        assert err <= 1.05 * best + 1e-5 * norm + 1e-6, (
-            f"slice {s}: error {err} vs optimal {best} (norm {norm})"
+        textbook_err = float(np.linalg.norm(a - same[s]))
+        bound = max(1.05 * best, 1.001 * textbook_err)
+        assert err <= bound + 1e-5 * norm + 1e-6, (
+            f"slice {s}: error {err} vs optimal {best}, same algorithm in numpy "
+            f"{textbook_err} (norm {norm})"
         )
 
 

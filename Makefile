@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/clisonix transform sample_data/ $(DEMO_OUT) --op rescale --op window:preset=brain --jobs 2
 
 lint: $(STAMP)
-	$(BIN)/ruff check clisonix_cli tests benchmarks
-	$(BIN)/ruff format --check clisonix_cli tests benchmarks
+	$(BIN)/ruff check clisonix_cli tests benchmarks tools
+	$(BIN)/ruff format --check clisonix_cli tests benchmarks tools
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

@@ -115,6 +115,27 @@ class BaselineKeyMismatchError(UsageError):
     )
 
 
+class DeidKeyError(UsageError):
+    code = "CLX-E190"
+    summary = (
+        "The de-identification key file is missing, unreadable, empty, readable by other "
+        "users or shorter than 32 bytes."
+    )
+
+
+class DeidOptionError(UsageError):
+    code = "CLX-E191"
+    summary = "Unknown or contradictory de-identification --option."
+
+
+class DeidPathError(UsageError):
+    code = "CLX-E192"
+    summary = (
+        "--mapping (or --new-key) names a place inside OUT_DIR or IN_DIR, or an existing "
+        "file; re-identification data are kept apart from the released data."
+    )
+
+
 # --- environment: exit 3 -------------------------------------------------------------------
 
 
@@ -296,6 +317,61 @@ class QcMeasureError(TaskError):
     code = "CLX-E230"
     summary = (
         "QC metrics could not be computed for this series (its QC status is fail)."
+    )
+
+
+class PHIGuardError(TaskError):
+    code = "CLX-E195"
+    summary = (
+        "The PHI guard found an identifying value of the task's inputs in an output: the "
+        "output is withheld and the task fails."
+    )
+
+
+# de-identification policy: a file is withheld (not copied), informational (exit 0)
+
+
+class WithheldError(TaskError):
+    code = "CLX-E196"
+    summary = "A file is withheld by the de-identification policy (not released)."
+
+
+class BurnedInWithheldError(WithheldError):
+    code = "CLX-E197"
+    summary = (
+        "Withheld: the object may carry burned-in text (BurnedInAnnotation YES, or a US, "
+        "SC or OT object that does not say NO); --allow-burned-in releases it."
+    )
+
+
+class DocumentWithheldError(WithheldError):
+    code = "CLX-E198"
+    summary = (
+        "Withheld: an encapsulated document (PDF, CDA, ...) cannot be de-identified."
+    )
+
+
+class FreeTextWithheldError(WithheldError):
+    code = "CLX-E199"
+    summary = (
+        "Withheld: free text in structured content or graphics; the Clean Structured "
+        "Content / Clean Graphics option releases it cleaned."
+    )
+
+
+class MissingUIDWithheldError(WithheldError):
+    code = "CLX-E200"
+    summary = (
+        "Withheld: the object lacks a Study, Series or SOP Instance UID, so it cannot be "
+        "placed consistently."
+    )
+
+
+class DicomdirWithheldError(WithheldError):
+    code = "CLX-E201"
+    summary = (
+        "Withheld: a DICOMDIR indexes the input's own file names; make a new one for the "
+        "output if needed."
     )
 
 

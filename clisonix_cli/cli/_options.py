@@ -94,3 +94,116 @@ OpSpecs = Annotated[
         help="One op (repeatable, applied in order); see `clisonix ops`.",
     ),
 ]
+
+# --- the task-array options of `transform` and `deid` (with Jobs ... SchedulerFile) -------
+
+ConnectTimeout = Annotated[
+    float,
+    typer.Option(
+        "--connect-timeout",
+        envvar="CLISONIX_CONNECT_TIMEOUT",
+        metavar="SEC",
+        help="Seconds to reach the Dask scheduler before giving up (exit 3).",
+    ),
+]
+
+Retries = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        envvar="CLISONIX_RETRIES",
+        help="Extra attempts after a worker death or a failed write.",
+    ),
+]
+
+TaskTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--task-timeout",
+        envvar="CLISONIX_TASK_TIMEOUT",
+        metavar="SEC",
+        help="Fail a task that runs longer than this (CLX-E151).",
+    ),
+]
+
+ShardSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        envvar="CLISONIX_SHARD",
+        metavar="I/N",
+        help="Run only part I of N (0-based; whole studies per part).",
+    ),
+]
+
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        envvar="CLISONIX_RESUME",
+        help="Skip tasks whose outputs exist intact for this pipeline.",
+    ),
+]
+
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        envvar="CLISONIX_OVERWRITE",
+        help="Write into OUT_DIR even if another pipeline or program wrote it.",
+    ),
+]
+
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        envvar="CLISONIX_DRY_RUN",
+        help="Print the plan (tasks, shards, bytes) and write nothing.",
+    ),
+]
+
+FailFast = Annotated[
+    bool,
+    typer.Option(
+        "--fail-fast",
+        envvar="CLISONIX_FAIL_FAST",
+        help="Stop at the first failed task; the rest are recorded as cancelled.",
+    ),
+]
+
+# --- de-identification ---------------------------------------------------------------
+
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        envvar="CLISONIX_DEID_KEY_FILE",
+        metavar="FILE",
+        help="De-identification key (32+ bytes, not readable by other users); the same "
+        "key gives the same new UIDs, pseudonyms and date offsets everywhere.",
+    ),
+]
+
+DeidOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        envvar="CLISONIX_DEID_OPTION",
+        metavar="NAME",
+        help="PS3.15 option (repeatable): modified-dates (default), full-dates, "
+        "patient-characteristics, device-identity, institution-identity, retain-uids, "
+        "safe-private, clean-descriptors, clean-structured-content, clean-graphics; "
+        "'basic' for the Basic Profile alone.",
+    ),
+]
+
+AllowBurnedIn = Annotated[
+    bool,
+    typer.Option(
+        "--allow-burned-in",
+        envvar="CLISONIX_ALLOW_BURNED_IN",
+        help="Release objects that may carry burned-in text (BurnedInAnnotation YES, or "
+        "US/SC/OT without NO); withheld by default.",
+    ),
+]

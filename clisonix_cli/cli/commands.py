@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clisonix_cli.cli.bench import bench
+from clisonix_cli.cli.deid import deid
 from clisonix_cli.cli.ops import ops
 from clisonix_cli.cli.qc import qc
 from clisonix_cli.cli.scan import scan
@@ -19,6 +20,7 @@ from clisonix_cli.cli.verify import verify
 COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("scan", scan),
     ("transform", transform),
+    ("deid", deid),
     ("ops", ops),
     ("verify", verify),
     ("qc", qc),

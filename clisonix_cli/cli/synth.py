@@ -146,13 +146,30 @@ def synth(
             help="Also write OUT_DIR/SHA256SUMS (sha256sum -c format) of the files written.",
         ),
     ] = False,
+    phi: Annotated[
+        bool,
+        typer.Option(
+            "--phi",
+            envvar="CLISONIX_PHI",
+            help="Put a unique canary string in every identifying attribute, private "
+            "tag, nested sequence, folder and file name, and add a KOS, SR, presentation "
+            "state and PDF per study (to test de-identification).",
+        ),
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Write synthetic DICOM studies (phantoms); the same options give identical bytes.
 
     Example: clisonix synth demo_in --patients 2 --series 3 --modality mixed --syntax mixed
     """
-    from clisonix_cli.dicom.synth import plan, series_summary, sha256sums, synthesize
+    from clisonix_cli.dicom.synth import (
+        plan,
+        series_summary,
+        sha256sums,
+        slice_name,
+        synthesize,
+    )
+    from clisonix_cli.dicom.synth_phi import nonimage_names
     from clisonix_cli.fsio import atomic_write_bytes
 
     # The same values plan the file names (to check OUT_DIR) and write the files.
@@ -170,13 +187,17 @@ def synth(
         "kernel": kernel,
     }
     with reporting_errors():
-        plans = plan(**layout)
+        plans = plan(**layout, phi=phi, seed=seed)
         expected = {
-            f"{sp.rel_dir}/IM{k + 1:05d}.dcm" for sp in plans for k in range(sp.slices)
+            f"{sp.rel_dir}/{slice_name(seed, sp, k)}"
+            for sp in plans
+            for k in range(sp.slices)
         }
+        if phi:
+            expected.update(nonimage_names(seed, plans))
         prepare_synth_dir(out_dir, expected)
         try:
-            paths = synthesize(out_dir, seed=seed, jobs=jobs, **layout)
+            paths = synthesize(out_dir, seed=seed, jobs=jobs, phi=phi, **layout)
             if sums:
                 text = sha256sums(out_dir, paths)
                 atomic_write_bytes(out_dir / "SHA256SUMS", text.encode("ascii"))

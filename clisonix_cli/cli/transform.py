@@ -11,15 +11,26 @@ from rich.markup import escape
 
 from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, say
 from clisonix_cli.cli._options import (
+    AllowBurnedIn,
     Backend,
+    ConnectTimeout,
+    DeidOptions,
+    DryRun,
+    FailFast,
     FilesFrom,
     InDir,
     Jobs,
     JsonFlag,
+    KeyFile,
     OpSpecs,
+    Overwrite,
     PipelineFile,
+    Resume,
+    Retries,
     Scheduler,
     SchedulerFile,
+    ShardSpec,
+    TaskTimeout,
 )
 from clisonix_cli.cli.qc import FailOn
 from clisonix_cli.errors import TaskCancelledError
@@ -57,74 +68,15 @@ def transform(
     backend: Backend = None,
     scheduler: Scheduler = None,
     scheduler_file: SchedulerFile = None,
-    connect_timeout: Annotated[
-        float,
-        typer.Option(
-            "--connect-timeout",
-            envvar="CLISONIX_CONNECT_TIMEOUT",
-            metavar="SEC",
-            help="Seconds to reach the Dask scheduler before giving up (exit 3).",
-        ),
-    ] = 10.0,
-    retries: Annotated[
-        int,
-        typer.Option(
-            "--retries",
-            envvar="CLISONIX_RETRIES",
-            help="Extra attempts after a worker death or a failed write.",
-        ),
-    ] = 0,
-    task_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--task-timeout",
-            envvar="CLISONIX_TASK_TIMEOUT",
-            metavar="SEC",
-            help="Fail a task that runs longer than this (CLX-E151).",
-        ),
-    ] = None,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            envvar="CLISONIX_SHARD",
-            metavar="I/N",
-            help="Run only part I of N (0-based; whole studies per part).",
-        ),
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            envvar="CLISONIX_RESUME",
-            help="Skip tasks whose outputs exist intact for this pipeline.",
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            envvar="CLISONIX_OVERWRITE",
-            help="Write into OUT_DIR even if another pipeline or program wrote it.",
-        ),
-    ] = False,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run",
-            envvar="CLISONIX_DRY_RUN",
-            help="Print the plan (tasks, shards, bytes) and write nothing.",
-        ),
-    ] = False,
+    connect_timeout: ConnectTimeout = 10.0,
+    retries: Retries = 0,
+    task_timeout: TaskTimeout = None,
+    shard: ShardSpec = None,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    dry_run: DryRun = False,
     json_out: JsonFlag = False,
-    fail_fast: Annotated[
-        bool,
-        typer.Option(
-            "--fail-fast",
-            envvar="CLISONIX_FAIL_FAST",
-            help="Stop at the first failed task; the rest are recorded as cancelled.",
-        ),
-    ] = False,
+    fail_fast: FailFast = False,
     gaps: Annotated[
         str,
         typer.Option(
@@ -178,6 +130,19 @@ def transform(
             help="With --qc: leave series descriptions out (as qc --deidentify).",
         ),
     ] = False,
+    deidentify: Annotated[
+        bool,
+        typer.Option(
+            "--deidentify",
+            envvar="CLISONIX_DEIDENTIFY",
+            help="De-identify every output (PS3.15 Basic Profile, keyed UIDs, no "
+            "identifier in names, headers, sidecars, manifest or messages); needs "
+            "--key-file.",
+        ),
+    ] = False,
+    key_file: KeyFile = None,
+    option: DeidOptions = None,
+    allow_burned_in: AllowBurnedIn = False,
 ) -> None:
     """Run a pipeline of ops over every DICOM stack under IN_DIR into OUT_DIR.
 
@@ -198,6 +163,26 @@ def transform(
         say("--qc-baseline, --qc-key-file and --qc-deidentify take effect with --qc",
             style="yellow")  # fmt: skip
     with reporting_errors():
+        settings = None
+        if deidentify:
+            from clisonix_cli.dicom.deid.settings import settings_from
+
+            settings = settings_from(key_file, option, allow_burned_in=allow_burned_in)
+            if qc:  # QC files name stations and series: not yet de-identified
+                from clisonix_cli.errors import UsageError
+
+                raise UsageError(
+                    "--qc cannot be combined with --deidentify yet (its qc.json and "
+                    "report.html are not de-identified); run clisonix qc --deidentify "
+                    "on the de-identified output instead"
+                )
+        elif key_file is not None or option or allow_burned_in:
+            from clisonix_cli.errors import UsageError
+
+            raise UsageError(
+                "--key-file, --option and --allow-burned-in apply to --deidentify; "
+                "add --deidentify or drop them"
+            )
         config = RunConfig.from_cli(
             in_dir=in_dir,
             out_dir=out_dir,
@@ -226,6 +211,7 @@ def transform(
             )
             if qc
             else None,
+            deid=settings,
         )
         progress = RunProgress(rich_bar=err_console.is_terminal and not dry_run)
         with progress:
@@ -288,10 +274,16 @@ def _render_summary(result: RunResult, seconds: float) -> None:
     bad = {id(r) for r in result.bad_files}
     for rec in result.skipped[:_SHOWN]:  # damaged in red, the rest (no image) in yellow
         err = rec.get("error") or {}
+        entry = rec["inputs"][0]
+        name = entry["file"] if isinstance(entry, dict) else entry  # a token under deid
         say(
-            f"{err.get('code')}: {rec['inputs'][0]}: {err.get('message')}",
+            f"{err.get('code')}: {name}: {err.get('message')}",
             style="red" if id(rec) in bad else "yellow",
         )
+    for rec in result.records:
+        if rec.get("status") == "withheld":
+            err = rec.get("error") or {}
+            say(f"{err.get('code')}: {err.get('message')}", style="yellow")
     if c["cancelled"]:
         say(
             f"{_CANCELLED}: {c['cancelled']} task(s) not run because --fail-fast stopped "
@@ -304,8 +296,9 @@ def _render_summary(result: RunResult, seconds: float) -> None:
             f"... and {hidden} more: see {result.config.out_dir / (result.manifest or '')}"
         )
     if not result.plan.n_total:
+        where = "IN_DIR" if result.config.deid is not None else result.config.in_dir
         say(
-            f"no convertible image stack found in {result.config.in_dir} "
+            f"no convertible image stack found in {where} "
             f"({result.plan.n_files} file(s) looked at); check the folder",
             style="yellow",
         )
@@ -322,8 +315,9 @@ def _render_summary(result: RunResult, seconds: float) -> None:
         )
     cancelled = f" ({c['cancelled']} cancelled)" if c["cancelled"] else ""
     manifest = result.config.out_dir / (result.manifest or "")
+    withheld = f", {c['withheld']} withheld" if c.get("withheld") else ""
     say(
-        f"{c['ok']} ok ({c['resumed']} resumed), {c['failed']} failed{cancelled}, "
+        f"{c['ok']} ok ({c['resumed']} resumed), {c['failed']} failed{cancelled}{withheld}, "
         f"{c['skipped_files']} file(s) set aside ({c['bad_files']} damaged or "
         f"unsupported) in "
         f"{seconds:.1f} s; manifest: {manifest}",

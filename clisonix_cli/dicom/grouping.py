@@ -97,6 +97,7 @@ def build_stacks(
                         DuplicateInstanceError.code,
                         f"duplicate instance: same (0008,0018) SOP Instance UID as {kept}, "
                         "which is kept",
+                        others=(kept,),
                     )
                 )
                 continue

@@ -132,6 +132,9 @@ class Skipped:
     path: str
     code: str
     reason: str
+    # other input files the reason names (a duplicate's kept file), so that a
+    # de-identifying run can replace them by tokens too
+    others: tuple[str, ...] = ()
 
 
 @dataclass

@@ -35,7 +35,20 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from clisonix_cli.dicom.write import SeriesEncoder, derived_uid, file_meta_for
+from clisonix_cli.dicom.synth_phi import (
+    REFERENCED_IMAGE_SEQUENCE,
+    add_phi,
+    phi_file_name,
+    phi_rel_dir,
+    referenced_image,
+    write_nonimage,
+)
+from clisonix_cli.dicom.write import (
+    PER_FILE_TAGS,
+    SeriesEncoder,
+    derived_uid,
+    file_meta_for,
+)
 from clisonix_cli.errors import MissingDependencyError, UsageError
 from clisonix_cli.fsio import atomic_write_bytes, sha256_file
 
@@ -101,6 +114,7 @@ class SeriesPlan:
     noise_sd: float | None = None  # None: 10 HU for CT, 20 for MR
     hu_offset: float = 0.0  # CT calibration error added to every HU value
     kernel: str = "STANDARD"  # CT (0018,1210) Convolution Kernel
+    phi: bool = False  # identifying values everywhere (``--phi``, synth_phi.py)
 
 
 def plan(
@@ -116,6 +130,8 @@ def plan(
     noise_sd: float | None = None,
     hu_offset: float = 0.0,
     kernel: str = "STANDARD",
+    phi: bool = False,
+    seed: int = 0,
 ) -> list[SeriesPlan]:
     """The series :func:`synthesize` writes, in writing order.
 
@@ -169,7 +185,9 @@ def plan(
                         patient=p,
                         study=s,
                         series=j,
-                        rel_dir=f"PAT{p:03d}/STU{s:02d}/SER{j + 1:02d}",
+                        rel_dir=phi_rel_dir(seed, p, s, j)
+                        if phi
+                        else f"PAT{p:03d}/STU{s:02d}/SER{j + 1:02d}",
                         modality=mod,
                         orientation=ORIENTATIONS[j % 3],
                         syntax=syn,
@@ -179,9 +197,15 @@ def plan(
                         noise_sd=noise_sd,
                         hu_offset=hu_offset,
                         kernel=kernel,
+                        phi=phi,
                     )
                 )
     return out
+
+
+def slice_name(seed: int, sp: SeriesPlan, k: int) -> str:
+    """File name of slice ``k`` (0-based) of a series."""
+    return phi_file_name(seed, sp, k) if sp.phi else f"IM{k + 1:05d}.dcm"
 
 
 # --- phantoms (patient LPS mm in, stored values out) -------------------------------------
@@ -536,7 +560,10 @@ def _encoder(syntax: str) -> Callable[[np.ndarray, Dataset], bytes]:
 def _write_series(seed: int, out_dir: Path, sp: SeriesPlan) -> list[Path]:
     geo = _geometry(sp)
     base = _base_dataset(seed, sp, geo)
-    encoder = SeriesEncoder(base)
+    if sp.phi:
+        add_phi(base, seed, sp)
+    per_file = (*PER_FILE_TAGS, REFERENCED_IMAGE_SEQUENCE) if sp.phi else PER_FILE_TAGS
+    encoder = SeriesEncoder(base, per_file)
     tsyntax = _SYNTAX_UIDS[sp.syntax]
     compress = None if sp.syntax == "explicit" else _encoder(sp.syntax)
     rng = np.random.default_rng([seed, sp.patient, sp.study, sp.series])
@@ -546,7 +573,9 @@ def _write_series(seed: int, out_dir: Path, sp: SeriesPlan) -> list[Path]:
     for k in range(sp.slices):
         frame = make_slice(geo, k, sp, rng)
         uid = synth_uid(seed, "instance", sp.patient, sp.study, sp.series, k)
-        values = Dataset()
+        values = (
+            referenced_image(seed, sp, k, base.SOPClassUID) if sp.phi else Dataset()
+        )
         values.SOPInstanceUID = uid
         values.InstanceNumber = k + 1
         values.ImagePositionPatient = list(geo.ipps[k])
@@ -559,7 +588,7 @@ def _write_series(seed: int, out_dir: Path, sp: SeriesPlan) -> list[Path]:
             values["PixelData"].VR = "OB"
             values["PixelData"].is_undefined_length = True
         data = encoder.encode(file_meta_for(base.SOPClassUID, uid, tsyntax), values)
-        path = series_dir / f"IM{k + 1:05d}.dcm"
+        path = series_dir / slice_name(seed, sp, k)
         atomic_write_bytes(path, data)
         paths.append(path)
     return paths
@@ -581,6 +610,7 @@ def synthesize(
     noise_sd: float | None = None,
     hu_offset: float = 0.0,
     kernel: str = "STANDARD",
+    phi: bool = False,
 ) -> list[Path]:
     """Write synthetic DICOM studies under ``out_dir``; the same arguments give the same bytes.
 
@@ -609,6 +639,9 @@ def synthesize(
         CT only: a calibration error added to every HU value (air at -1000 + offset).
     kernel : str
         CT only: the (0018,1210) Convolution Kernel written (the pixels do not change).
+    phi : bool
+        Fill every identifying attribute, folder and file name with a canary and add a
+        KOS, an SR, a presentation state and a PDF per study (:mod:`.synth_phi`).
 
     Returns
     -------
@@ -634,6 +667,8 @@ def synthesize(
         noise_sd=noise_sd,
         hu_offset=hu_offset,
         kernel=kernel,
+        phi=phi,
+        seed=seed,
     )
     if syntax in ("j2k",):
         _encoder(syntax)  # fail before any work when no encoder is installed
@@ -641,7 +676,8 @@ def synthesize(
         raise UsageError(f"--jobs {jobs} is out of range, expected >= 1")
     out = Path(out_dir)
     if jobs == 1 or len(series_plans) == 1:
-        return [p for sp in series_plans for p in _write_series(seed, out, sp)]
+        paths = [p for sp in series_plans for p in _write_series(seed, out, sp)]
+        return paths + (write_nonimage(seed, out, series_plans) if phi else [])
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -658,7 +694,8 @@ def synthesize(
                 series_plans,
             )
         )
-    return [p for paths in per_series for p in paths]
+    written = [p for paths in per_series for p in paths]
+    return written + (write_nonimage(seed, out, series_plans) if phi else [])
 
 
 def sha256sums(root: Path, paths: Sequence[Path]) -> str:

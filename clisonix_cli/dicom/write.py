@@ -28,6 +28,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import format_number_as_ds
 
 from clisonix_cli import __version__
+from clisonix_cli.dicom.implementation import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+)
 from clisonix_cli.errors import WriteFailedError
 from clisonix_cli.fsio import atomic_write_bytes
 
@@ -35,11 +39,6 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 
-# Fixed implementation identity (PS3.10 7.1) so that bytes do not follow pydicom's version.
-IMPLEMENTATION_CLASS_UID = "2.25." + str(
-    int.from_bytes(hashlib.sha256(b"clisonix").digest()[:16], "big")
-)
-IMPLEMENTATION_VERSION_NAME = "CLISONIX"
 
 # Acquisition keywords copied from ``meta`` into a derived series (DICOM units, as
 # clisonix_cli.dicom.sidecar keeps them). Nothing that identifies the patient.
@@ -305,6 +304,7 @@ def write_dicom_series(
     series_uid: str,
     slope: float,
     intercept: float,
+    deid: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write a derived DICOM series, one file per slice, atomically.
 
@@ -324,6 +324,12 @@ def write_dicom_series(
         The new SeriesInstanceUID; every other UID is derived from it.
     slope, intercept : float
         Real value = ``vol * slope + intercept``.
+    deid : mapping or None
+        A de-identifying run's fields (``transform --deidentify``): ``pseudonym`` as
+        PatientID and PatientName, the PS3.15 marking (``method``, ``codes``,
+        ``temporal``) and the input's ``burned_in`` (YES, NO or empty). ``meta`` and
+        ``series_uid`` are then already de-identified (new UIDs, no descriptions).
+        Without it the series claims no de-identification.
 
     Returns
     -------
@@ -357,6 +363,8 @@ def write_dicom_series(
     )
     base.RescaleIntercept = _ds(intercept_out)
     base.RescaleSlope = _ds(slope_out)
+    if deid is not None:
+        _mark_deidentified(base, deid)
     encoder = SeriesEncoder(base)
     normal = np.cross(np.array(iop[:3]), np.array(iop[3:]))
     paths: list[Path] = []
@@ -400,6 +408,7 @@ def write_derived(
     stack_key: str,
     pipeline: Sequence[Mapping[str, Any]],
     pipeline_sha256: str,
+    deid: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write the derived series of a pipeline's output (``--format dicom``).
 
@@ -423,6 +432,8 @@ def write_derived(
     pipeline : sequence of dict
         The pipeline's canonical form.
     pipeline_sha256 : str
+    deid : mapping or None
+        See :func:`write_dicom_series`.
 
     Returns
     -------
@@ -440,6 +451,7 @@ def write_derived(
             series_uid=derived_series_uid(series_uid, stack_key, pipeline_sha256),
             slope=slope,
             intercept=intercept,
+            deid=deid,
         )
     paths: list[Path] = []
     for t in range(data.shape[0]):
@@ -453,6 +465,7 @@ def write_derived(
             ),
             slope=slope,
             intercept=intercept,
+            deid=deid,
         )
     return paths
 
@@ -498,7 +511,6 @@ def _derived_base(
     ds.PatientID = ""
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
-    ds.PatientIdentityRemoved = "YES"
     ds.StudyInstanceUID = derived_uid(series_uid, "study")
     ds.SeriesInstanceUID = series_uid
     ds.StudyID = ""
@@ -520,5 +532,27 @@ def _derived_base(
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
-    ds.BurnedInAnnotation = "NO"
+    # BurnedInAnnotation is not claimed: the pixels are the input's, whose text (if any)
+    # is not known here; a de-identifying run copies the input's value (_mark_deidentified).
     return ds
+
+
+def _mark_deidentified(ds: Dataset, deid: Mapping[str, Any]) -> None:
+    """Pseudonym, PS3.15 E.1.1 marking and the input's BurnedInAnnotation."""
+    ds.PatientName = str(deid["pseudonym"])
+    ds.PatientID = str(deid["pseudonym"])
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = list(deid["method"])
+    items = []
+    for code, meaning in deid["codes"]:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = (
+            code,
+            "DCM",
+            meaning,
+        )
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = items
+    ds.LongitudinalTemporalInformationModified = str(deid["temporal"])
+    if deid.get("burned_in") in ("YES", "NO"):
+        ds.BurnedInAnnotation = deid["burned_in"]

@@ -78,12 +78,16 @@ class Provenance:
         The pipeline's canonical form (empty for a pure conversion).
     pipeline_sha256 : str
         Hash of that canonical form.
+    deid : mapping or None
+        A de-identifying run's fields for writers of identifiers (pseudonym, marking);
+        ``series_uid`` is then the keyed new UID.
     """
 
     series_uid: str
     stack_key: str
     pipeline: Sequence[Mapping[str, Any]]
     pipeline_sha256: str
+    deid: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from clisonix_cli.taskarray.writers import get_writer
 #: ``--gaps`` choices (:data:`clisonix_cli.dicom.series.GAPS`; ``split`` is the default).
 GAPS: tuple[str, ...] = ("split", "fail", "keep")
 if TYPE_CHECKING:
+    from clisonix_cli.dicom.deid.settings import DeidSettings
     from clisonix_cli.qc.run import QcOptions
 
 #: Executors, as given to ``--backend``.
@@ -114,6 +115,8 @@ class RunConfig:
     qc : QcOptions or None
         ``--qc``: measure every series as it is converted and write ``qc.json``,
         ``qc.csv`` and ``report.html`` into OUT_DIR (``docs/qc.md``).
+    deid : DeidSettings or None
+        ``--deidentify``: the key and options every output is de-identified with.
     """
 
     in_dir: Path
@@ -136,6 +139,7 @@ class RunConfig:
     connect_timeout: float = 10.0
     gaps: str = "split"
     qc: QcOptions | None = None
+    deid: DeidSettings | None = None
 
     def __post_init__(self) -> None:
         get_writer(self.format)  # an unknown format raises, listing the valid ones
@@ -219,6 +223,7 @@ class RunConfig:
         connect_timeout: float = 10.0,
         gaps: str = "split",
         qc: QcOptions | None = None,
+        deid: DeidSettings | None = None,
     ) -> RunConfig:
         """Build a config from command-line values.
 
@@ -253,6 +258,7 @@ class RunConfig:
             connect_timeout=connect_timeout,
             gaps=gaps.strip().lower(),
             qc=qc,
+            deid=deid,
         )
 
     @property

@@ -50,7 +50,7 @@ from clisonix_cli.taskarray.resume import (
 from clisonix_cli.taskarray.task import TaskContext, TaskOutcome, run_task
 
 if TYPE_CHECKING:
-    from clisonix_cli.dicom.model import ScanResult
+    from clisonix_cli.dicom.model import ScanResult, Skipped
     from clisonix_cli.qc.run import Prepared
     from clisonix_cli.transforms.pipeline import Pipeline
 
@@ -112,6 +112,7 @@ class RunResult:
             "ok": sum(1 for r in self.records if r.get("status") == "ok"),
             "resumed": len(self.resumed),
             "failed": len(self.failed),
+            "withheld": sum(1 for r in self.records if r.get("status") == "withheld"),
             "cancelled": sum(1 for c in codes if c == "CLX-E152"),
             "skipped_files": len(self.skipped),
             "bad_files": len(self.bad_files),
@@ -135,6 +136,7 @@ class RunResult:
                 fmt=self.config.format,
                 pipeline=self.pipeline,
                 pipeline_sha256=self.pipeline_sha256,
+                deid=self.config.deid,
             )
         return {
             "exit_code": self.exit_code,
@@ -156,9 +158,15 @@ class RunResult:
                 for r in self.records
             ],
             "skipped": [
-                {"path": r["inputs"][0], **(r.get("error") or {})} for r in self.skipped
+                {"path": _input_name(r["inputs"][0]), **(r.get("error") or {})}
+                for r in self.skipped
             ],
         }
+
+
+def _input_name(entry: Any) -> str:
+    """A record's input: a path, or the token of a de-identifying run."""
+    return str(entry["file"]) if isinstance(entry, dict) else str(entry)
 
 
 def load_pipeline(config: RunConfig) -> Pipeline:
@@ -263,7 +271,9 @@ def run(
     qc = _prepare_qc(config)  # key and baseline checked before anything is written
     canonical: list[dict[str, Any]] = pipeline.canonical()
     sha: str = run_sha256(pipeline, config.gaps)
-    identity = run_identity(sha, config.format)
+    identity = run_identity(
+        sha, config.format, config.deid.sha256() if config.deid is not None else None
+    )
     out_dir = config.out_dir
     merged: dict[str, Record] = {}
     created = not config.dry_run and not out_dir.exists()
@@ -302,7 +312,7 @@ def _run_in(
         t_scan = time.monotonic()
         scan = scan_input(config)
         t_plan = time.monotonic()
-        plan = make_plan(scan, shard=config.shard)
+        plan = make_plan(scan, shard=config.shard, deid=config.deid)
         timings = {
             "check_s": t_scan - clock,
             "scan_s": t_plan - t_scan,
@@ -345,13 +355,14 @@ def _run_in(
             gaps=config.gaps,
             decode_workers=decode if config.backend == "threads" else 0,
             qc=qc.task if qc is not None else None,
+            deid=config.deid,
         )
         runlog = RunLog(out_dir / STATE_DIR / part.replace("manifest", "run-log", 1))
         t_run = time.monotonic()
         try:
             with ManifestWriter(out_dir / part) as writer:
                 for s in plan.skipped:
-                    writer.append(skipped_record(s))
+                    writer.append(_skipped(s, config))
                 collector = Collector(
                     ctx, len(todo), writer, runlog, on_event, config.fail_fast
                 )
@@ -372,7 +383,7 @@ def _run_in(
     result.records = [
         collector.records.get(t.task_id) or final[t.task_id] for t in plan.tasks
     ]
-    result.skipped = [skipped_record(s) for s in plan.skipped]
+    result.skipped = [_skipped(s, config) for s in plan.skipped]
     if qc is not None:
         from clisonix_cli.taskarray.qcrun import write_qc
 
@@ -388,6 +399,16 @@ def _prepare_qc(config: RunConfig) -> Prepared | None:
     from clisonix_cli.qc.run import prepare
 
     return prepare(config.qc)
+
+
+def _skipped(s: Skipped, config: RunConfig) -> Record:
+    """The manifest record of a file the scan set aside (path tokenized under deid)."""
+    rec = skipped_record(s)
+    if config.deid is None:
+        return rec
+    from clisonix_cli.taskarray.deid_records import deidentified_skipped
+
+    return deidentified_skipped(rec, config.deid, s.others)
 
 
 def local_backend(config: RunConfig, tasks: list[Task], pipeline_steps: int) -> str:

@@ -14,11 +14,14 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clisonix_cli.dicom.model import ScanResult, Skipped, Stack
 from clisonix_cli.taskarray.config import Shard
 from clisonix_cli.taskarray.shard import shard_of
+
+if TYPE_CHECKING:
+    from clisonix_cli.dicom.deid.settings import DeidSettings
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 _DESC_MAX = 40
@@ -147,6 +150,8 @@ class Task:
     shard: int
     stack: Stack
     out_stem: str
+    #: How messages name the task when set (de-identifying runs: no input paths).
+    label: str = ""
 
     @property
     def study_uid(self) -> str:
@@ -165,6 +170,8 @@ class Task:
 
     def describe(self) -> str:
         """One phrase naming the task for messages: series number, stack and files."""
+        if self.label:
+            return self.label
         number = self.stack.series_number
         return (
             f"series {number if number is not None else '?'} stack "
@@ -192,7 +199,12 @@ class Plan:
         return sum(t.stack.est_bytes for t in self.tasks)
 
 
-def make_plan(scan: ScanResult, *, shard: Shard | None = None) -> Plan:
+def make_plan(
+    scan: ScanResult,
+    *,
+    shard: Shard | None = None,
+    deid: DeidSettings | None = None,
+) -> Plan:
     """Turn a scan into a sorted plan of tasks, optionally keeping one shard.
 
     Parameters
@@ -201,6 +213,9 @@ def make_plan(scan: ScanResult, *, shard: Shard | None = None) -> Plan:
         What :func:`clisonix_cli.dicom.index.scan` found.
     shard : Shard or None
         Keep only the tasks whose study falls in this shard.
+    deid : DeidSettings or None
+        ``--deidentify``: keyed task ids, output names from the new UIDs (no
+        description), messages that name no input file.
 
     Returns
     -------
@@ -208,15 +223,7 @@ def make_plan(scan: ScanResult, *, shard: Shard | None = None) -> Plan:
     """
     count = shard.count if shard else 1
     tasks = sorted(
-        (
-            Task(
-                task_id=task_id_for(st),
-                shard=shard_of(st.study_uid, count),
-                stack=st,
-                out_stem=output_stem(st),
-            )
-            for st in scan.stacks
-        ),
+        (_task(st, shard_of(st.study_uid, count), deid) for st in scan.stacks),
         key=lambda t: t.sort_key,
     )
     ids = [t.task_id for t in tasks]
@@ -238,8 +245,23 @@ def make_plan(scan: ScanResult, *, shard: Shard | None = None) -> Plan:
     )
 
 
+def _task(st: Stack, shard: int, deid: DeidSettings | None) -> Task:
+    task_id = task_id_for(st)
+    if deid is None:
+        return Task(task_id=task_id, shard=shard, stack=st, out_stem=output_stem(st))
+    from clisonix_cli.taskarray.deid_transform import deid_naming
+
+    keyed_id, stem, label = deid_naming(st, deid, task_id)
+    return Task(task_id=keyed_id, shard=shard, stack=st, out_stem=stem, label=label)
+
+
 def plan_document(
-    plan: Plan, *, fmt: str, pipeline: list[dict[str, Any]], pipeline_sha256: str
+    plan: Plan,
+    *,
+    fmt: str,
+    pipeline: list[dict[str, Any]],
+    pipeline_sha256: str,
+    deid: DeidSettings | None = None,
 ) -> dict[str, Any]:
     """The ``--dry-run`` description of a plan (JSON-ready, deterministic).
 
@@ -251,11 +273,26 @@ def plan_document(
     pipeline : list of dict
         Canonical pipeline.
     pipeline_sha256 : str
+    deid : DeidSettings or None
+        A de-identifying run: studies by their output folder (keyed), set-aside files by
+        token, reasons without input paths.
 
     Returns
     -------
     dict
     """
+    skipped = [
+        {"path": s.path, "code": s.code, "reason": s.reason} for s in plan.skipped
+    ]
+    if deid is not None:
+        skipped = [
+            {
+                "path": deid.file_token(s.path),
+                "code": s.code,
+                "reason": deid.scrub(s.reason, [s.path]),
+            }
+            for s in plan.skipped
+        ]
     return {
         "dry_run": True,
         "format": fmt,
@@ -269,7 +306,9 @@ def plan_document(
             {
                 "task": t.task_id,
                 "shard": t.shard,
-                "study": short_hash(t.study_uid),
+                "study": short_hash(t.study_uid)
+                if deid is None
+                else t.out_stem.split("/", 1)[0],
                 "series_number": t.stack.series_number,
                 "stack_key": t.stack.stack_key,
                 "modality": t.stack.modality,
@@ -280,9 +319,7 @@ def plan_document(
             }
             for t in plan.tasks
         ],
-        "skipped": [
-            {"path": s.path, "code": s.code, "reason": s.reason} for s in plan.skipped
-        ],
+        "skipped": skipped,
     }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -33,19 +34,27 @@ IDENTITY_FILE = "run.json"
 OutputState = Literal["ok", "missing", "changed"]
 
 
-def run_identity(pipeline_sha256: str, fmt: str) -> dict[str, str]:
+def run_identity(
+    pipeline_sha256: str, fmt: str, deid_sha256: str | None = None
+) -> dict[str, str]:
     """The identity of a run: what must match for outputs to be interchangeable.
 
     Parameters
     ----------
     pipeline_sha256 : str
     fmt : str
+    deid_sha256 : str or None
+        Hash of the de-identification settings (key fingerprint, options) when the run
+        de-identifies: another key or profile is another run.
 
     Returns
     -------
     dict
     """
-    return {"format": fmt, "pipeline_sha256": pipeline_sha256}
+    ident = {"format": fmt, "pipeline_sha256": pipeline_sha256}
+    if deid_sha256 is not None:
+        ident["deid_sha256"] = deid_sha256
+    return ident
 
 
 def record_identity(record: Mapping[str, Any]) -> dict[str, str] | None:
@@ -55,7 +64,8 @@ def record_identity(record: Mapping[str, Any]) -> dict[str, str] | None:
     sha, fmt = record.get("pipeline_sha256"), record.get("format")
     if not isinstance(sha, str) or not isinstance(fmt, str):
         return None
-    return run_identity(sha, fmt)
+    deid = record.get("deid_sha256")
+    return run_identity(sha, fmt, deid if isinstance(deid, str) else None)
 
 
 def read_identity(out_dir: Path) -> dict[str, Any] | None:
@@ -240,6 +250,10 @@ def remove_stale_temps(
     return sorted(removed)
 
 
+#: The de-identification report of a run (``deid-report.json``, or one per shard).
+DEID_REPORT = re.compile(r"^deid-report(\.shard-\d+-of-\d+)?\.json$")
+
+
 def owned_name(name: str) -> bool:
     """True for top-level names a clisonix run writes besides study folders."""
-    return name == STATE_DIR or is_manifest_name(name)
+    return name == STATE_DIR or is_manifest_name(name) or bool(DEID_REPORT.match(name))

@@ -37,10 +37,12 @@ from clisonix_cli.taskarray.plan import Task
 from clisonix_cli.taskarray.writers import get_writer
 
 if TYPE_CHECKING:
+    from clisonix_cli.dicom.deid.settings import DeidSettings
     from clisonix_cli.dicom.model import Volume
     from clisonix_cli.dicom.parallel_decode import DecodePool
     from clisonix_cli.qc.run import QcTaskOptions
     from clisonix_cli.qc.sample import Sample
+    from clisonix_cli.taskarray.deid_transform import Facts
     from clisonix_cli.transforms.pipeline import Pipeline
 
 Record = dict[str, Any]
@@ -79,6 +81,9 @@ class TaskContext:
     qc : QcTaskOptions or None
         ``--qc``: measure the series from the pixels the task reads (no second read) and
         put the result under ``"qc"`` in its record.
+    deid : DeidSettings or None
+        De-identify (``transform --deidentify``, ``deid``): records, names and messages
+        carry keyed tokens and new UIDs, never input paths or original identifiers.
     """
 
     in_dir: str
@@ -95,6 +100,7 @@ class TaskContext:
     gaps: str = "split"
     decode_workers: int = 0
     qc: QcTaskOptions | None = None
+    deid: DeidSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,10 @@ def base_record(task: Task, ctx: TaskContext) -> Record:
         rec["colour"] = st.colour
     if ctx.gaps != "split":
         rec["gaps"] = ctx.gaps
+    if ctx.deid is not None:
+        from clisonix_cli.taskarray.deid_records import deidentified_record
+
+        return deidentified_record(rec, task, ctx.deid)
     return rec
 
 
@@ -169,9 +179,12 @@ def failed_record(
     dict
     """
     rec = base_record(task, ctx)
+    message = err.message
+    if ctx.deid is not None:
+        message = ctx.deid.scrub(message, task.stack.files)
     rec.update(
         status="failed",
-        error={"code": err.code, "message": err.message},
+        error={"code": err.code, "message": message},
         inputs_digest=inputs_digest,
     )
     return rec
@@ -261,6 +274,7 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
     start = time.monotonic()
     digest: str | None = None
     sample: Sample | None = None
+    facts: Facts | None = None
     try:
         if ctx.version != __version__:
             raise WorkerVersionError(
@@ -268,6 +282,15 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 f"{ctx.version}; install the same version on every worker"
             )
         deadline = _Deadline(task, ctx.task_timeout)
+        if ctx.deid is not None:
+            from clisonix_cli.taskarray.deid_transform import read_facts
+
+            facts = read_facts(
+                Path(ctx.in_dir), task.stack.files, ctx.deid, ctx.out_dir
+            )
+            if facts.withheld is not None:
+                raise facts.withheld
+        digests: dict[str, str] = {}
         with _thread_limits(ctx), _decode_pool(task, ctx) as pool:
             slab_out = None  # colour runs channel by channel (_transform_rgb)
             if ctx.pipeline_canonical and not task.stack.colour:
@@ -277,9 +300,8 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 # Pure conversion, or a pipeline that maps each voxel on its own: slices
                 # stream from the inputs to the output file (transformed slab by slab);
                 # the volume is never whole in memory.
-                read: dict[str, str] = {}
                 warm = _start_warm_up(task, ctx)
-                stream = _open(task, ctx, read, pool)  # inputs hashed as they are read
+                stream = _open(task, ctx, digests, pool)  # inputs hashed as read
                 tap = _tap(stream) if ctx.qc is not None else None
                 data: Any = tap.tapped() if tap else stream  # QC sees the stored slices
                 slope, intercept = stream.slope, stream.intercept
@@ -289,19 +311,18 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 try:
                     source = _source(
                         task, ctx, data, stream.meta, stream.affine_lps,
-                        slope, intercept, read,
+                        slope, intercept, digests, facts,
                     )  # fmt: skip
-                    outputs = _write(task, ctx, source)
+                    outputs = _write(task, ctx, source, facts)
                 except ClisonixError:
                     digest = _hash_inputs_or_none(task, ctx)
                     raise
-                digest = _digest_of(task, read)
+                digest = _digest_of(task, digests)
                 sample = tap.sample() if tap else None
             else:
                 warm = _start_warm_up(
                     task, ctx
                 )  # kernels load while the files are read
-                digests: dict[str, str] = {}
                 try:
                     vol = _load(
                         task, ctx, digests, pool
@@ -317,17 +338,25 @@ def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
                 data, affine, slope, intercept = _transform(task, ctx, vol, deadline)
                 deadline.check("before writing")
                 source = _source(
-                    task, ctx, data, vol.meta, affine, slope, intercept, digests
+                    task, ctx, data, vol.meta, affine, slope, intercept, digests, facts
                 )
-                outputs = _write(task, ctx, source)
+                outputs = _write(task, ctx, source, facts)
         rec = base_record(task, ctx)
         rec.update(status="ok", error=None, inputs_digest=digest, outputs=outputs)
         if ctx.qc is not None:
             rec["qc"] = _qc_part(task, ctx, ctx.qc, sample, None)
+        if facts is not None:
+            from clisonix_cli.taskarray.deid_transform import finish_record
+
+            rec = finish_record(rec, task, facts, digests)
     except ClisonixError as exc:
         rec = failed_record(task, ctx, exc, inputs_digest=digest)
         if ctx.qc is not None:
             rec["qc"] = _qc_part(task, ctx, ctx.qc, None, exc)
+        if facts is not None:
+            from clisonix_cli.taskarray.deid_transform import after_failure
+
+            rec = after_failure(rec, task, ctx.out_dir, exc)
     return TaskOutcome(
         record=rec, seconds=time.monotonic() - start, worker=worker_name()
     )
@@ -625,19 +654,31 @@ def _source(
     slope: float,
     intercept: float,
     input_digests: Mapping[str, str],
+    facts: Facts | None = None,
 ) -> Source:
     """What the writer writes. Its sidecar is built once the data are written: a streamed
-    source fills ``input_digests`` as the writer reads it."""
+    source fills ``input_digests`` as the writer reads it. With ``facts`` (a de-identifying
+    run) the acquisition fields, the series UID and the inputs' digest are de-identified."""
+    series_uid = task.series_uid
+    if facts is not None:
+        from clisonix_cli.taskarray.deid_records import keyed_inputs, new_uid
+
+        meta = facts.meta(meta)
+        series_uid = new_uid(facts.settings, series_uid)
 
     def sidecar() -> dict[str, Any]:
-        digest = _digest_of(task, input_digests)
+        if facts is None:
+            digest = _digest_of(task, input_digests)
+        else:
+            digest = keyed_inputs(facts.settings, task.stack.files, input_digests)[1]
         return _sidecar(task, ctx, meta, data.shape, affine, digest)
 
     provenance = Provenance(
-        series_uid=task.series_uid,
+        series_uid=series_uid,
         stack_key=task.stack.stack_key,
         pipeline=ctx.pipeline_canonical,
         pipeline_sha256=ctx.pipeline_sha256,
+        deid=None if facts is None else facts.dicom_fields(),
     )
     return Source(data, affine, slope, intercept, meta, sidecar, provenance)
 
@@ -667,10 +708,17 @@ def _sidecar(
     return side
 
 
-def _write(task: Task, ctx: TaskContext, source: Source) -> list[dict[str, Any]]:
+def _write(
+    task: Task, ctx: TaskContext, source: Source, facts: Facts | None = None
+) -> list[dict[str, Any]]:
     writer = get_writer(ctx.fmt)
     out_dir = Path(ctx.out_dir)
-    target = out_dir / (task.out_stem + writer.suffix)
+    stage = None
+    if facts is not None:  # written aside, then guarded and renamed into place
+        from clisonix_cli.taskarray.deid_transform import staging_dir
+
+        stage = staging_dir(out_dir, task.task_id)
+    target = (stage or out_dir) / (task.out_stem + writer.suffix)
     if not is_within(target, out_dir):
         raise WriteFailedError(
             f"{task.describe()}: output name {task.out_stem!r} resolves outside OUT_DIR; "
@@ -690,6 +738,14 @@ def _write(task: Task, ctx: TaskContext, source: Source) -> list[dict[str, Any]]
         raise WriteFailedError(
             f"{task.describe()}: writing {ctx.fmt} failed ({type(exc).__name__}: {exc})"
         ) from None
+    if facts is not None and stage is not None:
+        staged = sorted(set(paths))
+        paths = facts.release(staged, stage, out_dir)
+        digests = {
+            final: digests[old]
+            for old, final in zip(staged, paths, strict=True)
+            if old in digests
+        }
     outputs = []
     for p in sorted(set(paths)):
         if not is_within(p, out_dir):

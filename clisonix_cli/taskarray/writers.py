@@ -44,7 +44,7 @@ def _write_dicom(
     return write_derived(
         path, src.data, src.affine_lps, slope=src.slope, intercept=src.intercept,
         meta=src.meta, series_uid=prov.series_uid, stack_key=prov.stack_key,
-        pipeline=prov.pipeline, pipeline_sha256=prov.pipeline_sha256,
+        pipeline=prov.pipeline, pipeline_sha256=prov.pipeline_sha256, deid=prov.deid,
     )  # fmt: skip
 
 

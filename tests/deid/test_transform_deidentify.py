@@ -162,6 +162,15 @@ def test_deidentify_without_key_exits_2(phi_set: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_qc_with_deidentify_is_refused_before_any_work(
+    phi_set: Path, key_file: Path, tmp_path: Path
+) -> None:
+    """QC files name stations and series: not released under --deidentify (exit 2)."""
+    result = _deidentify(phi_set, tmp_path / "o", key_file, "--qc")
+    assert result.exit_code == 2 and "--qc" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_same_bytes_on_threads_and_processes(
     phi_set: Path, key_file: Path, tmp_path: Path
 ) -> None:

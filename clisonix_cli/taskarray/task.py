@@ -22,6 +22,7 @@ import numpy as np
 
 from clisonix_cli import __version__, runtime
 from clisonix_cli.digest import file_digest, finish, hasher
+from clisonix_cli.dicom.limits import DEFAULT_LIMITS, DecodeLimits, decode_limits
 from clisonix_cli.errors import (
     ClisonixError,
     InputError,
@@ -32,7 +33,7 @@ from clisonix_cli.errors import (
     WriteFailedError,
 )
 from clisonix_cli.formats.registry import Provenance, Source, VolumeSource
-from clisonix_cli.fsio import is_within
+from clisonix_cli.fsio import confined, is_within
 from clisonix_cli.taskarray.plan import Task
 from clisonix_cli.taskarray.writers import get_writer
 
@@ -79,6 +80,8 @@ class TaskContext:
     qc : QcTaskOptions or None
         ``--qc``: measure the series from the pixels the task reads (no second read) and
         put the result under ``"qc"`` in its record.
+    decode_limits : DecodeLimits
+        The decoding caps of the run (``--max-decode-ratio``, ``--max-decoded-mib``).
     """
 
     in_dir: str
@@ -95,6 +98,7 @@ class TaskContext:
     gaps: str = "split"
     decode_workers: int = 0
     qc: QcTaskOptions | None = None
+    decode_limits: DecodeLimits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,8 @@ def _thread_limits(ctx: TaskContext) -> Iterator[None]:
     )
     budget = runtime.task_budget(ctx.numba_threads, ctx.host_threads)
     with runtime.task_threads(n, limit_blas=ctx.limit_blas, budget=budget):
-        yield
+        with decode_limits(ctx.decode_limits):  # the run's caps, in this worker too
+            yield
 
 
 def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
@@ -678,7 +683,8 @@ def _write(task: Task, ctx: TaskContext, source: Source) -> list[dict[str, Any]]
         )
     digests: dict[Path, str] = {}
     try:
-        paths = writer.write(target, source, digests)
+        with confined(out_dir):  # every file and folder checked before it is written
+            paths = writer.write(target, source, digests)
     except ClisonixError:
         raise
     except OSError as exc:

@@ -181,16 +181,21 @@ def write_deflate_bomb(path: Path, rows: int, cols: int, frames: int) -> Path:
     meta = DicomBytesIO()
     meta.is_little_endian, meta.is_implicit_VR = True, False
     write_file_meta_info(meta, _meta(DEFLATED_LE), enforce_standard=True)
-    z = zlib.compressobj(9, zlib.DEFLATED, -15)
-    zeros = bytes(1 << 20)
+
+    def block(data: bytes) -> bytes:
+        # a byte-aligned block with a fresh dictionary: blocks can follow each other
+        z = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return z.compress(data) + z.flush(zlib.Z_FULL_FLUSH)
+
+    zeros = block(bytes(1 << 20))  # 1 MiB of zeros in about 1 KB, compressed once
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         fh.write(b"\x00" * 128 + b"DICM" + meta.getvalue())
-        fh.write(z.compress(head.getvalue() + element))
+        fh.write(block(head.getvalue() + element))
         for _ in range(n >> 20):
-            fh.write(z.compress(zeros))
-        fh.write(z.compress(bytes(n & ((1 << 20) - 1))))
-        fh.write(z.flush())
+            fh.write(zeros)
+        fh.write(block(bytes(n & ((1 << 20) - 1))))
+        fh.write(zlib.compressobj(9, zlib.DEFLATED, -15).flush())  # the final block
     return path
 
 

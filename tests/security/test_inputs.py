@@ -89,6 +89,17 @@ def test_a_fifo_in_files_from_returns_at_once(
     assert crafted.tree_digest(with_fifo) == before
 
 
+def test_a_fifo_found_by_the_walk_is_set_aside(with_fifo: Path) -> None:
+    with within(120.0):
+        result = _invoke("scan", str(with_fifo), "--json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert [
+        s["path"] for s in doc["skipped"] if s["code"] == NotRegularFileError.code
+    ] == ["pipe.dcm"]
+    assert doc["counts"]["stacks"] == 6
+
+
 def test_files_from_with_a_relative_in_dir(
     synth_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

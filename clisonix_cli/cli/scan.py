@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 _EXAMPLES = 3  # non-DICOM files named on the terminal
 _MAX_SKIP_LINES = 20  # (code, folder) lines of skipped files on the terminal
+_FOLDER_CODES = (
+    "CLX-E216",
+    "CLX-E217",
+)  # a folder that cannot be listed / a link to one
 
 
 def scan(
@@ -213,15 +217,14 @@ def _render(doc: dict[str, Any]) -> None:
             )
             break
         reasons = {sk["reason"] for sk in items}
+        what = "folder(s) not entered" if code in _FOLDER_CODES else "file(s) skipped"
         if len(items) == 1:
-            text = (
-                f"{code}: 1 file(s) skipped in {items[0]['path']}: {items[0]['reason']}"
-            )
+            text = f"{code}: 1 {what} in {items[0]['path']}: {items[0]['reason']}"
         elif len(reasons) == 1:
-            text = f"{code}: {len(items)} file(s) skipped in {folder}/: {items[0]['reason']}"
+            text = f"{code}: {len(items)} {what} in {folder}/: {items[0]['reason']}"
         else:  # never let one file's reason stand for all of them
             text = (
-                f"{code}: {len(items)} file(s) skipped in {folder}/ for {len(reasons)} "
+                f"{code}: {len(items)} {what} in {folder}/ for {len(reasons)} "
                 f"different reasons (see --json), e.g. {items[0]['path']}: "
                 f"{items[0]['reason']}"
             )

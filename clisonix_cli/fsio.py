@@ -27,8 +27,6 @@ regular files, so a FIFO never blocks a run.
 from __future__ import annotations
 
 import errno
-import hashlib
-import io
 import os
 import secrets
 import stat
@@ -38,8 +36,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
-from clisonix_cli.digest import finish, hasher
-from clisonix_cli.errors import EnvironmentProblem, NotRegularFileError, OutputLinkError
+from clisonix_cli.digest import file_digest, finish, hasher
+from clisonix_cli.errors import EnvironmentProblem, OutputLinkError
+from clisonix_cli.regular import open_regular as open_regular
 
 TMP_SUFFIX = ".clxtmp"
 #: Bytes handed to ``write(2)`` (and to the hash) at a time: they stay in the CPU cache
@@ -239,46 +238,6 @@ def open_append(path: Path) -> IO[str]:
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
-def open_regular(
-    path: Path | str, *, raw: bool = False
-) -> io.BufferedReader | io.FileIO:
-    """Open an input for reading only when it is a regular file (never blocks on a FIFO).
-
-    The path is checked with ``stat`` first, opened with ``O_NONBLOCK`` (a FIFO swapped in
-    meanwhile cannot hang the open) and checked again on the open descriptor. ``raw=True``
-    gives the unbuffered file (``open(path, "rb", buffering=0)``).
-
-    Raises
-    ------
-    NotRegularFileError
-        It is a FIFO, socket, device or folder.
-    OSError
-        It cannot be opened (missing, no permission).
-    """
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise _not_regular(path)
-    fd = os.open(
-        path, os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC | getattr(os, "O_NOCTTY", 0)
-    )
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _not_regular(path)
-        os.set_blocking(fd, True)
-        fio = io.FileIO(fd, "rb", closefd=True)
-    except BaseException:
-        os.close(fd)
-        raise
-    fio.name = os.fspath(path)  # readers name the file in messages (pydicom too)
-    return fio if raw else io.BufferedReader(fio)
-
-
-def _not_regular(path: Path | str) -> NotRegularFileError:
-    return NotRegularFileError(
-        f"{path}: not a regular file (a FIFO, socket, device or folder) - never opened; "
-        "list only DICOM files"
-    )
-
-
 def atomic_write(final: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)``, fsync the result, then rename it to ``final``.
 
@@ -384,15 +343,9 @@ def atomic_write_bytes(
     return atomic_write_chunks(final, (data,), digest=digest)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    buf = bytearray(chunk)
-    view = memoryview(buf)
-    with open_regular(path) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes (a regular file only: a FIFO is never opened)."""
+    return file_digest(path, "sha256").partition(":")[2]
 
 
 def is_within(path: Path, root: Path) -> bool:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clisonix_cli import __version__, runtime
-from clisonix_cli.digest import file_digest, finish, hasher
 from clisonix_cli.dicom.limits import DEFAULT_LIMITS, DecodeLimits, decode_limits
+from clisonix_cli.digest import file_digest, finish, hasher
 from clisonix_cli.errors import (
     ClisonixError,
     InputError,

@@ -118,13 +118,26 @@ def _meta(syntax: str) -> Any:
 
 
 def write_encapsulated(
-    path: Path, syntax: str, frame: bytes, rows: int, cols: int, bits: int
+    path: Path,
+    syntax: str,
+    frame: bytes,
+    rows: int,
+    cols: int,
+    bits: int,
+    *,
+    instance: int = 1,
 ) -> Path:
-    """One-frame image file of ``syntax`` holding ``frame`` as its only fragment."""
+    """One-frame image file of ``syntax`` holding ``frame`` as its only fragment;
+    ``instance`` > 1 gives another slice of the same series (UID, number, position)."""
     from pydicom.encaps import encapsulate
 
     ds = _image_dataset(rows, cols, bits)
     ds.file_meta = _meta(syntax)
+    if instance != 1:
+        uid = f"{ds.SOPInstanceUID}.{instance}"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.InstanceNumber = instance
+        ds.ImagePositionPatient = [0, 0, instance - 1]
     ds.PixelData = encapsulate([frame])
     ds["PixelData"].VR = "OB"
     path.parent.mkdir(parents=True, exist_ok=True)

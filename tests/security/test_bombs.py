@@ -97,6 +97,61 @@ def test_deflate_bomb_scan_stays_in_the_header_and_transform_fails_it(
     assert crafted.tree_digest(tmp_path / "in") == before
 
 
+def _one_series(
+    crafted: SimpleNamespace, in_dir: Path, frame: bytes, side: int, n: int
+) -> None:
+    for i in range(1, n + 1):
+        crafted.write_encapsulated(
+            in_dir / f"s{i}.dcm", crafted.JPEG_BASELINE, frame, side, side, 8,
+            instance=i,
+        )  # fmt: skip
+
+
+def _records(out_dir: Path) -> list[dict[str, object]]:
+    return [
+        json.loads(line)
+        for line in (out_dir / "manifest.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+
+
+def test_bombs_of_one_series_fail_on_its_parallel_decode_path(
+    tmp_path: Path, crafted: SimpleNamespace
+) -> None:
+    # One series of JPEG bombs: one task, run in the driver (--backend auto), its
+    # compressed slices decoded on --jobs worker processes.
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    _one_series(crafted, in_dir, crafted.jpeg_frame(BOMB_SIDE, BOMB_SIDE), BOMB_SIDE, 3)
+    before = crafted.tree_digest(in_dir)
+    run = crafted.run_measured(
+        ["transform", str(in_dir), str(out_dir), "--backend", "auto", "--jobs", "2",
+         "--format", "nifti", "--json"]
+    )  # fmt: skip
+    assert run["rc"] == 1, run["err"]
+    assert json.loads(run["out"])["counts"]["planned"] == 1  # one task: the pool path
+    assert [r["error"]["code"] for r in _records(out_dir)] == [DecodeLimitError.code]
+    assert run["peak"] < PEAK_LIMIT, f"peak {run['peak'] / 2**20:.0f} MiB"
+    assert crafted.tree_digest(in_dir) == before
+    assert not list(out_dir.rglob("*.nii"))
+
+
+def test_the_run_caps_reach_the_decode_workers(
+    tmp_path: Path, crafted: SimpleNamespace
+) -> None:
+    # 1100 x 1100 slices are within the default caps (the 64 MiB floor) but over
+    # --max-decoded-mib 1: the worker processes that decode them must apply the run's cap.
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    _one_series(crafted, in_dir, crafted.jpeg_frame(1100, 1100), 1100, 3)
+    run = crafted.run_measured(
+        ["transform", str(in_dir), str(out_dir), "--backend", "auto", "--jobs", "2",
+         "--format", "nifti", "--max-decoded-mib", "1"]
+    )  # fmt: skip
+    assert run["rc"] == 1, run["err"]
+    records = _records(out_dir)
+    assert [r["error"]["code"] for r in records] == [DecodeLimitError.code]
+    assert "--max-decoded-mib 1)" in str(records[0]["error"]["message"])
+
+
 def test_native_pixel_data_sized_for_other_bits_is_rejected(
     tmp_path: Path, crafted: SimpleNamespace
 ) -> None:

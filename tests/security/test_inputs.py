@@ -19,6 +19,7 @@ from clisonix_cli.cli.app import app
 from clisonix_cli.dicom import discover as discover_mod
 from clisonix_cli.dicom.index import read_header
 from clisonix_cli.dicom.pixels import read_frames
+from clisonix_cli.digest import file_digest
 from clisonix_cli.errors import (
     EmptyInputError,
     LinkedFolderNote,
@@ -67,6 +68,8 @@ def test_a_fifo_is_never_opened(with_fifo: Path) -> None:
             read_frames(fifo)
         with pytest.raises(NotRegularFileError):
             sha256_file(fifo)
+        with pytest.raises(NotRegularFileError):
+            file_digest(fifo)  # --resume, verify and the inputs digest
 
 
 @pytest.mark.parametrize("command", ["scan", "transform"])

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clisonix_cli.cli.app import app
+from clisonix_cli.digest import file_digest
 from clisonix_cli.errors import ManifestTamperedError
-from clisonix_cli.fsio import sha256_file
 from clisonix_cli.taskarray import resume
 
 ARGS = ["--jobs", "1", "--backend", "threads", "--format", "nifti"]
@@ -34,7 +34,7 @@ def _retarget(out: Path, new_path: str, target: Path) -> str:
             rec["outputs"][0].update(
                 path=new_path,
                 bytes=target.stat().st_size,
-                sha256=sha256_file(target),
+                digest=file_digest(target),
             )
             lines[i] = json.dumps(rec, sort_keys=True, separators=(",", ":"))
             break
@@ -60,13 +60,13 @@ def test_verify_refuses_paths_that_leave_out_dir(
         converted / old
     ).unlink()  # the real output is gone: verify must not call it intact
     read: list[str] = []
-    real = resume.sha256_file
+    real = resume.matches
 
-    def spy(path: Path) -> str:
+    def spy(path: Path, recorded: object) -> bool:
         read.append(str(path))
-        return real(path)
+        return real(path, recorded)
 
-    monkeypatch.setattr(resume, "sha256_file", spy)
+    monkeypatch.setattr(resume, "matches", spy)
     result = CliRunner().invoke(app, ["verify", str(converted), "--json"])
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)

@@ -55,6 +55,7 @@ __all__ = [
     "check_bit_depth",
     "check_budget",
     "check_codestreams",
+    "check_coverage",
     "check_native_length",
     "claimed_bytes",
     "codestream_info",
@@ -212,6 +213,32 @@ class CodestreamInfo:
     cols: int
     components: int
     precision: int
+    min_bytes: int = 0
+
+
+def _jpeg_min_bytes(marker: int, rows: int, cols: int, specs: bytes) -> int:
+    """Fewest bytes a Huffman-coded sequential or lossless JPEG of this frame can take.
+
+    Every Huffman code is at least one bit long (ITU T.81 C), so a sequential DCT scan
+    (SOF0, SOF1) spends at least two bits per 8x8 block (a DC code and an AC code, EOB at
+    least) and a lossless one (SOF3) at least one bit per sample. A codestream shorter than
+    this cannot cover its matrix: the decoder would fill the rest. Progressive, arithmetic
+    and JPEG-LS codestreams (runs cover many samples per bit) have no such bound: 0.
+    """
+    if marker not in (0xC0, 0xC1, 0xC3) or rows == 0 or len(specs) < 3:
+        return 0
+    factors = [(b >> 4, b & 0x0F) for b in specs[1::3]]
+    hmax = max((h for h, _v in factors), default=1) or 1
+    vmax = max((v for _h, v in factors), default=1) or 1
+    bits = 0
+    for h, v in factors:
+        width = math.ceil(cols * h / hmax)
+        height = math.ceil(rows * v / vmax)
+        if marker == 0xC3:
+            bits += width * height
+        else:
+            bits += 2 * math.ceil(width / 8) * math.ceil(height / 8)
+    return bits // 8
 
 
 def _jpeg_info(frame: bytes) -> CodestreamInfo | None:
@@ -237,7 +264,9 @@ def _jpeg_info(frame: bytes) -> CodestreamInfo | None:
             precision, height, width, comps = struct.unpack_from(
                 ">BHHB", frame, pos + 4
             )
-            return CodestreamInfo(height, width, comps, precision)
+            specs = frame[pos + 10 : pos + 10 + 3 * comps]
+            least = _jpeg_min_bytes(marker, height, width, specs)
+            return CodestreamInfo(height, width, comps, precision, least)
         if length < 2:
             return None
         pos += 2 + length
@@ -337,6 +366,29 @@ def check_codestreams(
                 f"{name}: the codestream of frame {k} ends without its end marker "
                 "(FFD9) - the file is truncated and would decode to zero-filled pixels; "
                 "re-export it"
+            )
+
+
+def check_coverage(ts: str, encoded: Sequence[bytes], name: str) -> None:
+    """Reject a JPEG frame too short to cover its matrix (see :func:`_jpeg_min_bytes`).
+
+    Called after :func:`check_budget` (a bomb is reported as a bomb): a codestream that
+    ends early decodes without an error in pydicom's plugins, the missing part filled.
+
+    Raises
+    ------
+    CodestreamMismatchError
+        A frame holds fewer bytes than any image of its matrix and coding needs.
+    """
+    if ts not in JPEG and ts not in JPEG_LOSSLESS:
+        return
+    for k, frame in enumerate(encoded):
+        info = codestream_info(ts, frame)
+        if info is not None and len(frame) < info.min_bytes:
+            raise CodestreamMismatchError(
+                f"{name}: the codestream of frame {k} holds {len(frame)} bytes, fewer "
+                f"than the {info.min_bytes} any {info.rows}x{info.cols} image of its kind "
+                "needs - it is cut short and would decode to filled pixels; re-export it"
             )
 
 

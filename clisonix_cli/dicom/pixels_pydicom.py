@@ -241,6 +241,7 @@ def _read_with_pydicom(
     claimed = limits.claimed_bytes(rows, cols, n_frames, samples, bits_allocated)
     file_size = os.stat(path).st_size
     limits.check_budget(name, claimed, file_size, f"its {syntax_name(ts)} header")
+    limits.check_coverage(ts, encoded, name)
     if ts == DEFLATED_FRAMES:
         return _inflate_frames(
             encoded, rows, cols, bits_allocated, bits_stored, pixel_rep, name

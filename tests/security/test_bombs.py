@@ -141,7 +141,8 @@ def test_the_run_caps_reach_the_decode_workers(
     # 1100 x 1100 slices are within the default caps (the 64 MiB floor) but over
     # --max-decoded-mib 1: the worker processes that decode them must apply the run's cap.
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
-    _one_series(crafted, in_dir, crafted.jpeg_frame(1100, 1100), 1100, 3)
+    frame = crafted.jpeg_frame(1100, 1100, scan_bytes=4800)  # covers all 19,044 blocks
+    _one_series(crafted, in_dir, frame, 1100, 3)
     run = crafted.run_measured(
         ["transform", str(in_dir), str(out_dir), "--backend", "auto", "--jobs", "2",
          "--format", "nifti", "--max-decoded-mib", "1"]
@@ -205,6 +206,28 @@ def test_codestream_header_must_match(tmp_path: Path, crafted: SimpleNamespace) 
     )
     with pytest.raises(CodestreamMismatchError, match="end marker"):
         read_frames(path)
+
+
+def test_a_jpeg_too_short_for_its_matrix_is_not_filled_in(
+    tmp_path: Path, crafted: SimpleNamespace
+) -> None:
+    # 2048 x 2048 (4 MiB, well within the caps) from 330 bytes of scan: at two bits per
+    # 8x8 block at least, the 65,536 blocks need 16 KiB. The decoders fill the rest.
+    short = crafted.jpeg_frame(2048, 2048)
+    path = crafted.write_encapsulated(
+        tmp_path / "in" / "a.dcm", crafted.JPEG_BASELINE, short, 2048, 2048, 8
+    )
+    with pytest.raises(CodestreamMismatchError, match="cut short"):
+        read_frames(path)
+    run, records = _transform_measured(crafted, tmp_path / "in", tmp_path / "out")
+    assert run["rc"] == 1, run["err"]
+    assert [r["error"]["code"] for r in records] == [CodestreamMismatchError.code]
+    # the same matrix with enough scan data (4 blocks per zero byte) is a real image
+    whole = crafted.jpeg_frame(2048, 2048, scan_bytes=16384)
+    path = crafted.write_encapsulated(
+        tmp_path / "b.dcm", crafted.JPEG_BASELINE, whole, 2048, 2048, 8
+    )
+    assert read_frames(path).shape == (1, 2048, 2048)
 
 
 def test_the_caps_are_configurable(tmp_path: Path, crafted: SimpleNamespace) -> None:

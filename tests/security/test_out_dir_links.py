@@ -7,6 +7,7 @@ outside stays byte-identical.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -92,6 +93,24 @@ def test_a_link_inside_a_study_folder_is_refused(
     nii.symlink_to(outside / "secret.txt")
     before = crafted.tree_digest(outside)
     _refused(_transform(synth_study, out), outside, before, crafted)
+
+
+def test_one_task_run_in_the_driver_refuses_links_too(
+    synth_study: Path, tmp_path: Path, outside: Path, crafted: SimpleNamespace
+) -> None:
+    # One series: --backend auto runs its only task in the clisonix process itself.
+    series = sorted({p.parent for p in synth_study.rglob("*.dcm")})[0]
+    in_dir, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(series, in_dir / series.name)
+    one = ["transform", str(in_dir), str(out), "--backend", "auto", "--jobs", "2"]
+    first = CliRunner().invoke(app, [*one, "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["counts"]["planned"] == 1
+    nii = sorted(out.rglob("*.nii*"))[0]
+    nii.unlink()
+    nii.symlink_to(outside / "secret.txt")
+    before = crafted.tree_digest(outside)
+    _refused(CliRunner().invoke(app, one), outside, before, crafted)
 
 
 def test_the_probe_file_is_unpredictable(

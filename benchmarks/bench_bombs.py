@@ -9,8 +9,11 @@ Crafts the three bombs of ``tests/security/test_bombs.py`` (a 1,180-byte JPEG wh
 claims 16384 x 16384, a JPEG 2000 codestream whose SIZ claims 16384 x 16384 x 16 bits, a
 1 MB deflated dataset that inflates to 1 GiB), then runs ``clisonix scan`` and ``clisonix
 transform --backend threads --jobs 1`` on each, ``--repeats`` times interleaved, in fresh
-processes. Prints one JSON line per (bomb, command): exit codes, the failure code of the
-file, and the median and spread (min, max) of the peak resident memory in MiB. The
+processes; and ``transform --backend auto --jobs 2`` on a series of three JPEG bombs (one
+task in the driver, its slices decoded on two worker processes). Prints one JSON line per
+(bomb, command): exit codes, the failure code of the file, and the median and spread (min,
+max) of the peak memory in MiB: the larger of the largest process's peak resident set and
+the largest sum over the process tree (``run_measured`` in the tests' conftest). The
 clisonix that runs is the one Python imports (``PYTHONPATH`` selects another checkout, e.g.
 ``git archive main clisonix_cli | tar -x -C /tmp/main``).
 """
@@ -60,6 +63,11 @@ def main() -> None:
             ns.work / "deflate" / "in" / "bomb.dcm", side, 2 * side, 1
         ),
     }  # fmt: skip
+    for i in (1, 2, 3):  # one series of three slices: the parallel decode path
+        bombs["jpeg-series"] = sc.write_encapsulated(
+            ns.work / "jpeg-series" / "in" / f"s{i}.dcm", sc.JPEG_BASELINE,
+            sc.jpeg_frame(side, side), side, side, 8, instance=i,
+        )  # fmt: skip
     peaks: dict[tuple[str, str], list[float]] = {}
     outcome: dict[tuple[str, str], Any] = {}
     for _ in range(ns.repeats):
@@ -70,7 +78,12 @@ def main() -> None:
                 shutil.rmtree(out_dir, ignore_errors=True)
                 args = [command, str(in_dir)]
                 if command == "transform":
-                    args += [str(out_dir), "--backend", "threads", "--jobs", "1",
+                    backend = (
+                        ["auto", "--jobs", "2"]
+                        if name == "jpeg-series"
+                        else ["threads", "--jobs", "1"]
+                    )
+                    args += [str(out_dir), "--backend", *backend,
                              "--format", "nifti"]  # fmt: skip
                 else:
                     args += ["--json"]

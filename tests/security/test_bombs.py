@@ -1,7 +1,8 @@
 """Problems 1-3: decompression bombs and pixel data that does not match its header.
 
-Each bomb must fail its file with a stable code while the whole run (one process: the
-threads backend) peaks under 300 MB, and the input folder must stay byte-identical.
+Each bomb must fail its file with a stable code while the whole run peaks under 300 MB
+(the process tree: clisonix and any decode process it starts), and the input folder must
+stay byte-identical.
 """
 
 from __future__ import annotations

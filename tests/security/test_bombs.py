@@ -255,3 +255,12 @@ def test_inflating_reader_stops_at_its_limit() -> None:
     with pytest.raises(DecodeLimitError):
         reader.read()
     assert reader.inflated <= (3 << 20) + (1 << 20)
+
+
+def test_the_shortest_jpeg_counts_every_component() -> None:
+    # YCbCr 4:2:0 at 64 x 64: 64 luma blocks + 16 + 16 chroma, two bits each
+    specs = bytes((1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1))
+    assert limits._jpeg_min_bytes(0xC0, 64, 64, specs) == 2 * 96 // 8
+    assert limits._jpeg_min_bytes(0xC3, 10, 10, bytes((1, 0x11, 0))) == 100 // 8
+    assert limits._jpeg_min_bytes(0xC2, 64, 64, specs) == 0  # progressive: no bound
+    assert limits._jpeg_min_bytes(0xC0, 0, 64, specs) == 0  # height set later (DNL)

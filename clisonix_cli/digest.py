@@ -18,6 +18,8 @@ import hashlib
 from pathlib import Path
 from typing import Any, Protocol
 
+from clisonix_cli.regular import open_regular
+
 __all__ = [
     "ALGORITHM",
     "ALGORITHMS",
@@ -93,11 +95,19 @@ def parse(value: str) -> tuple[str, str]:
 
 
 def file_digest(path: Path, algorithm: str = ALGORITHM) -> str:
-    """The labelled digest of a file's bytes (read 1 MiB at a time)."""
+    """The labelled digest of a file's bytes (read 1 MiB at a time).
+
+    Raises
+    ------
+    NotRegularFileError
+        Not a regular file (a FIFO is never opened: no read can hang).
+    OSError
+        The file cannot be read.
+    """
     h = hasher(algorithm)
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
+    with open_regular(path, raw=True) as fh:
         while n := fh.readinto(buf):
             h.update(view[:n])
     return finish(h)

@@ -136,6 +136,11 @@ class DeidPathError(UsageError):
     )
 
 
+class EmptyInputError(UsageError):
+    code = "CLX-E214"
+    summary = "IN_DIR holds no DICOM image at all (use --allow-empty to accept that)."
+
+
 # --- environment: exit 3 -------------------------------------------------------------------
 
 
@@ -163,6 +168,22 @@ class MissingDependencyError(EnvironmentProblem):
 class InputUnreadableError(EnvironmentProblem):
     code = "CLX-E034"
     summary = "The input folder or file list cannot be read."
+
+
+class OutputLinkError(EnvironmentProblem):
+    code = "CLX-E035"
+    summary = (
+        "A path clisonix would write inside OUT_DIR is a symbolic link or lies under one: "
+        "refused, nothing written through it."
+    )
+
+
+class SchedulerTlsError(EnvironmentProblem):
+    code = "CLX-E036"
+    summary = (
+        "TLS to the Dask scheduler failed: certificate files missing or unreadable, or "
+        "the scheduler and clisonix disagree on TLS."
+    )
 
 
 # --- per file / per task: recorded in the manifest, the batch goes on (exit 1 at the end) --
@@ -207,6 +228,55 @@ class DecodeError(InputError):
 class PixelDataSizeError(InputError):
     code = "CLX-E112"
     summary = "The header claims more pixel data than the file holds (rejected before allocation)."
+
+
+class PixelDataLengthError(PixelDataSizeError):
+    code = "CLX-E212"
+    summary = (
+        "Uncompressed Pixel Data is longer than the header's matrix (more than one pad "
+        "byte): the header or the data is corrupt."
+    )
+
+
+class DecodeLimitError(InputError):
+    code = "CLX-E210"
+    summary = (
+        "The file would decode to more bytes than the decoding caps allow (a "
+        "decompression bomb or a wrong header): rejected before decoding."
+    )
+
+
+class CodestreamMismatchError(InputError):
+    code = "CLX-E211"
+    summary = (
+        "The codec's own header (JPEG SOF, JPEG 2000 SIZ, RLE header) disagrees with the "
+        "DICOM header, or the codestream ends early: rejected before decoding."
+    )
+
+
+class BitDepthError(InputError):
+    code = "CLX-E213"
+    summary = "Bits Allocated / Bits Stored / High Bit form a combination PS3.5 does not allow."
+
+
+class NotRegularFileError(InputError):
+    code = "CLX-E215"
+    summary = "An input is not a regular file (FIFO, socket, device): never opened, set aside."
+
+
+class UnreadableFolderError(InputError):
+    code = "CLX-E216"
+    summary = (
+        "A folder under IN_DIR cannot be listed: the files in it were not looked at."
+    )
+
+
+class LinkedFolderNote(InputError):
+    code = "CLX-E217"
+    summary = (
+        "A symbolic link to a folder inside IN_DIR was not followed (informational; "
+        "--follow-symlinks follows links that stay inside IN_DIR)."
+    )
 
 
 class UnsupportedImageError(InputError):
@@ -378,6 +448,14 @@ class DicomdirWithheldError(WithheldError):
 class VerifyMismatchError(TaskError):
     code = "CLX-E160"
     summary = "An output is missing, extra or changed against the manifest."
+
+
+class ManifestTamperedError(VerifyMismatchError):
+    code = "CLX-E218"
+    summary = (
+        "A manifest record names an output outside OUT_DIR or through a symbolic link: "
+        "treated as tampering, the path is never read."
+    )
 
 
 def all_errors() -> list[type[ClisonixError]]:

@@ -57,9 +57,13 @@ def test_task_errors_are_one_family_and_only_reading_is_input() -> None:
             cls, errors.InputError
         ), cls
     reading = [c for c in errors.all_errors() if issubclass(c, errors.InputError)]
-    # 100-129, and the block of the object kinds of issue 9 (171-189)
+    # 100-129, and the blocks of the object kinds of issue 9 (171-189) and of hostile input
+    # (210-229)
     assert all(
-        100 <= int(c.code[5:]) < 130 or 171 <= int(c.code[5:]) < 190 for c in reading
+        100 <= int(c.code[5:]) < 130
+        or 171 <= int(c.code[5:]) < 190
+        or 210 <= int(c.code[5:]) < 230
+        for c in reading
     ), reading
     assert issubclass(errors.InputError, errors.TaskError)
 

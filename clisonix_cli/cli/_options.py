@@ -71,8 +71,9 @@ Scheduler = Annotated[
     typer.Option(
         "--scheduler",
         envvar="CLISONIX_SCHEDULER",
-        metavar="tcp://HOST:PORT",
-        help="Address of a running Dask scheduler (implies --backend dask).",
+        metavar="tcp|tls://HOST:PORT",
+        help="Address of a running Dask scheduler (implies --backend dask); tls:// "
+        "needs --tls-ca-file, --tls-cert and --tls-key.",
     ),
 ]
 
@@ -205,5 +206,37 @@ AllowBurnedIn = Annotated[
         envvar="CLISONIX_ALLOW_BURNED_IN",
         help="Release objects that may carry burned-in text (BurnedInAnnotation YES, or "
         "US/SC/OT without NO); withheld by default.",
+    ),
+]
+
+# --- walking IN_DIR -------------------------------------------------------------------
+
+FollowSymlinks = Annotated[
+    bool,
+    typer.Option(
+        "--follow-symlinks",
+        envvar="CLISONIX_FOLLOW_SYMLINKS",
+        help="Follow symbolic links to folders inside IN_DIR (loop-safe; links that "
+        "leave IN_DIR need --follow-symlinks-outside). Without it they are reported, not "
+        "entered.",
+    ),
+]
+
+FollowOutside = Annotated[
+    bool,
+    typer.Option(
+        "--follow-symlinks-outside",
+        envvar="CLISONIX_FOLLOW_SYMLINKS_OUTSIDE",
+        help="Also follow links to folders outside IN_DIR (a folder of links to studies "
+        "kept elsewhere); implies --follow-symlinks. Still loop-safe.",
+    ),
+]
+
+AllowEmpty = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        envvar="CLISONIX_ALLOW_EMPTY",
+        help="Accept an IN_DIR without any DICOM image (exit 0 instead of 2).",
     ),
 ]

@@ -10,9 +10,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
-from clisonix_cli.cli._console import err_console
+from clisonix_cli.cli._console import err_console, safe
 
 if TYPE_CHECKING:
     from clisonix_cli.taskarray.collect import Event
@@ -124,4 +122,4 @@ class RunProgress:
 
     def _line(self, text: str, style: str | None = None) -> None:
         target = self._progress.console if self._progress is not None else err_console
-        target.print(escape(text), style=style)
+        target.print(safe(text), style=style)

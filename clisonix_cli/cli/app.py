@@ -31,11 +31,9 @@ def _click_kind(exc: BaseException) -> str | None:
 
 
 def _fail(error: ClisonixError) -> NoReturn:
-    from rich.markup import escape
+    from clisonix_cli.cli._console import err_console, safe
 
-    from clisonix_cli.cli._console import err_console
-
-    err_console.print(escape(error.one_line()), style="bold red")
+    err_console.print(safe(error.one_line()), style="bold red")
     sys.exit(error.exit_code)
 
 

@@ -10,17 +10,26 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from clisonix_cli.cli._console import emit_json, err_console, reporting_errors
-from clisonix_cli.cli._options import FilesFrom, JsonFlag
+from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, safe
+from clisonix_cli.cli._options import (
+    AllowEmpty,
+    FilesFrom,
+    FollowOutside,
+    FollowSymlinks,
+    JsonFlag,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 _EXAMPLES = 3  # non-DICOM files named on the terminal
 _MAX_SKIP_LINES = 20  # (code, folder) lines of skipped files on the terminal
+_FOLDER_CODES = (
+    "CLX-E216",
+    "CLX-E217",
+)  # a folder that cannot be listed / a link to one
 
 
 def scan(
@@ -33,28 +42,41 @@ def scan(
     ],
     json_out: JsonFlag = False,
     files_from: FilesFrom = None,
+    follow_symlinks: FollowSymlinks = False,
+    follow_symlinks_outside: FollowOutside = False,
+    allow_empty: AllowEmpty = False,
 ) -> None:
     """Index DICOM files under IN_DIR: studies, series, stacks, problems, decoders.
 
     Files are recognised by content, not by extension. Exit 0 when the scan ran (even with
-    skipped files), 2 when the file list names a file outside IN_DIR, 3 when IN_DIR or the
-    file list cannot be read, 4 on an internal error (a bug).
+    skipped files), 1 when part of IN_DIR could not be read (a folder that cannot be
+    listed, an unreadable file, a FIFO or device), 2 when IN_DIR holds no DICOM image
+    (without --allow-empty) or the file list names a file outside IN_DIR, 3 when IN_DIR or
+    the file list cannot be read, 4 on an internal error (a bug).
 
     Example: clisonix scan /data/export --json > scan.json
     """
-    from clisonix_cli.dicom.discover import input_files
+    from clisonix_cli.dicom.discover import input_files, require_images, scan_exit_code
     from clisonix_cli.dicom.index import scan as run_scan
     from clisonix_cli.dicom.scandoc import scan_document
 
     with reporting_errors():
         files = input_files(in_dir, files_from)
         with _progress(enabled=not json_out and err_console.is_terminal) as tick:
-            result = run_scan(in_dir, files=files, progress=tick)
+            result = run_scan(
+                in_dir,
+                files=files,
+                progress=tick,
+                follow_symlinks=follow_symlinks,
+                follow_outside=follow_symlinks_outside,
+            )
+        require_images(result, allow_empty=allow_empty)
         doc = scan_document(result)
     if json_out:
         emit_json(doc)
     else:
         _render(doc)
+    raise typer.Exit(scan_exit_code(result))
 
 
 @contextmanager
@@ -96,7 +118,7 @@ def _kind(st: dict[str, Any]) -> str:
         parts.append(st["geometry"])
     if st["colour"] != "greyscale":
         parts.append(st["colour"])
-    return escape(" ".join(parts))
+    return safe(" ".join(parts))
 
 
 def _render(doc: dict[str, Any]) -> None:
@@ -128,12 +150,12 @@ def _render(doc: dict[str, Any]) -> None:
                 )
                 probs = "; ".join(
                     ("[red]" if p["blocking"] else "[yellow]")
-                    + escape(f"{p['code'] or 'note'}: {p['message']}")
+                    + safe(f"{p['code'] or 'note'}: {p['message']}")
                     + ("[/red]" if p["blocking"] else "[/yellow]")
                     for p in st["problems"]
                 )
                 if st["split_reason"]:
-                    probs = (probs + "; " if probs else "") + escape(st["split_reason"])
+                    probs = (probs + "; " if probs else "") + safe(st["split_reason"])
                 table.add_row(
                     str(s_idx),
                     str(
@@ -141,9 +163,9 @@ def _render(doc: dict[str, Any]) -> None:
                         if series["series_number"] is not None
                         else "-"
                     ),
-                    escape(series["series_description"]),
-                    escape(series["modality"]),
-                    escape(st["stack_key"]),
+                    safe(series["series_description"]),
+                    safe(series["modality"]),
+                    safe(st["stack_key"]),
                     _kind(st),
                     shape,
                     spacing,
@@ -157,11 +179,11 @@ def _render(doc: dict[str, Any]) -> None:
             ts.add_column(col)
         for t in doc["transfer_syntaxes"]:
             dec = t["decoder"] or "[red]none installed[/red]"
-            ts.add_row(escape(t["name"]), t["uid"], str(t["files"]), dec)
+            ts.add_row(safe(t["name"]), safe(t["uid"]), str(t["files"]), dec)
         out.print(ts)
     if doc["objects"]:
         out.print(
-            escape(
+            safe(
                 "objects: "
                 + ", ".join(f"{t['name']} {t['count']}" for t in doc["objects"])
                 + "; geometry: "
@@ -171,7 +193,7 @@ def _render(doc: dict[str, Any]) -> None:
             )
         )
     out.print(
-        escape(
+        safe(
             f"{counts['files']} files: {counts['dicom']} DICOM, {counts['non_dicom']} not "
             f"DICOM, {counts['unreadable']} unreadable; {counts['skipped']} skipped; "
             f"{counts['studies']} studies, {counts['series']} series, {counts['stacks']} "
@@ -188,31 +210,30 @@ def _render(doc: dict[str, Any]) -> None:
         if n_line == _MAX_SKIP_LINES:
             rest = sum(len(v) for _, v in lines[_MAX_SKIP_LINES:])
             err_console.print(
-                escape(
+                safe(
                     f"... and {rest} more skipped file(s) in other folders (see --json)"
                 ),
                 style="yellow",
             )
             break
         reasons = {sk["reason"] for sk in items}
+        what = "folder(s) not entered" if code in _FOLDER_CODES else "file(s) skipped"
         if len(items) == 1:
-            text = (
-                f"{code}: 1 file(s) skipped in {items[0]['path']}: {items[0]['reason']}"
-            )
+            text = f"{code}: 1 {what} in {items[0]['path']}: {items[0]['reason']}"
         elif len(reasons) == 1:
-            text = f"{code}: {len(items)} file(s) skipped in {folder}/: {items[0]['reason']}"
+            text = f"{code}: {len(items)} {what} in {folder}/: {items[0]['reason']}"
         else:  # never let one file's reason stand for all of them
             text = (
-                f"{code}: {len(items)} file(s) skipped in {folder}/ for {len(reasons)} "
+                f"{code}: {len(items)} {what} in {folder}/ for {len(reasons)} "
                 f"different reasons (see --json), e.g. {items[0]['path']}: "
                 f"{items[0]['reason']}"
             )
-        err_console.print(escape(text), style="yellow")
+        err_console.print(safe(text), style="yellow")
     if doc["non_dicom"]:
         names = doc["non_dicom"][:_EXAMPLES]
         more = len(doc["non_dicom"]) - len(names)
         err_console.print(
-            escape(
+            safe(
                 f"{len(doc['non_dicom'])} file(s) are not DICOM and were ignored (e.g. "
                 + ", ".join(names)
                 + (f", and {more} more" if more > 0 else "")

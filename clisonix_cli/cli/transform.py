@@ -7,17 +7,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from clisonix_cli.cli._console import emit_json, err_console, reporting_errors, say
+from clisonix_cli.cli._console import (
+    emit_json,
+    err_console,
+    reporting_errors,
+    safe,
+    say,
+)
 from clisonix_cli.cli._options import (
     AllowBurnedIn,
+    AllowEmpty,
     Backend,
     ConnectTimeout,
     DeidOptions,
     DryRun,
     FailFast,
     FilesFrom,
+    FollowOutside,
+    FollowSymlinks,
     InDir,
     Jobs,
     JsonFlag,
@@ -33,7 +41,7 @@ from clisonix_cli.cli._options import (
     TaskTimeout,
 )
 from clisonix_cli.cli.qc import FailOn
-from clisonix_cli.errors import TaskCancelledError
+from clisonix_cli.errors import ManifestTamperedError, TaskCancelledError
 
 if TYPE_CHECKING:
     from clisonix_cli.taskarray.execute import RunResult
@@ -143,13 +151,64 @@ def transform(
     key_file: KeyFile = None,
     option: DeidOptions = None,
     allow_burned_in: AllowBurnedIn = False,
+    follow_symlinks: FollowSymlinks = False,
+    follow_symlinks_outside: FollowOutside = False,
+    allow_empty: AllowEmpty = False,
+    max_decode_ratio: Annotated[
+        float,
+        typer.Option(
+            "--max-decode-ratio",
+            envvar="CLISONIX_MAX_DECODE_RATIO",
+            metavar="N",
+            help="Decoded bytes a compressed file may give per byte of its size (every "
+            "file may reach 64 MiB); more fails the file with CLX-E210.",
+        ),
+    ] = 100.0,
+    max_decoded_mib: Annotated[
+        int,
+        typer.Option(
+            "--max-decoded-mib",
+            envvar="CLISONIX_MAX_DECODED_MIB",
+            metavar="MIB",
+            help="Absolute cap on the decoded MiB of one compressed file (CLX-E210).",
+        ),
+    ] = 8192,
+    tls_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-ca-file",
+            envvar="CLISONIX_TLS_CA_FILE",
+            metavar="PEM",
+            help="CA certificate that signed a tls:// Dask scheduler's certificate.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            envvar="CLISONIX_TLS_CERT",
+            metavar="PEM",
+            help="This client's certificate for a tls:// Dask scheduler.",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            envvar="CLISONIX_TLS_KEY",
+            metavar="PEM",
+            help="This client's private key for a tls:// Dask scheduler.",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline of ops over every DICOM stack under IN_DIR into OUT_DIR.
 
     One task per image stack; outputs are written atomically with a manifest record per task
-    (OUT_DIR/manifest.jsonl). Exit 0 all tasks ok, 1 some failed, 2 usage or configuration
-    error, 3 environment error (OUT_DIR not writable, scheduler unreachable), 4 internal
-    error (a bug).
+    (OUT_DIR/manifest.jsonl). Exit 0 all tasks ok, 1 some failed (or part of IN_DIR could
+    not be read), 2 usage or configuration error (IN_DIR without any DICOM image unless
+    --allow-empty), 3 environment error (OUT_DIR not writable or holding a symbolic link
+    where clisonix writes, scheduler unreachable or TLS mismatch), 4 internal error (a
+    bug).
 
     Example: clisonix transform scans/ out/ --op rescale --op window:preset=brain --jobs 4
     """
@@ -212,6 +271,14 @@ def transform(
             if qc
             else None,
             deid=settings,
+            follow_symlinks=follow_symlinks,
+            follow_symlinks_outside=follow_symlinks_outside,
+            allow_empty=allow_empty,
+            max_decode_ratio=max_decode_ratio,
+            max_decoded_mib=max_decoded_mib,
+            tls_ca_file=tls_ca_file,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         progress = RunProgress(rich_bar=err_console.is_terminal and not dry_run)
         with progress:
@@ -238,9 +305,9 @@ def _render_plan(result: RunResult) -> None:
         table.add_row(
             t["task"],
             str(t["shard"]),
-            t["study"],
+            safe(t["study"]),
             str(t["series_number"]),
-            escape(str(t["stack_key"])),
+            safe(t["stack_key"]),
             str(t["n_files"]),
             "x".join(map(str, t["shape"])),
             f"{t['est_bytes'] / 2**20:.1f}",
@@ -251,7 +318,7 @@ def _render_plan(result: RunResult) -> None:
     out.print(table)
     shard = f" in shard {doc['shard']}" if doc["shard"] else ""
     out.print(
-        escape(
+        safe(
             f"{doc['n_tasks']} of {doc['n_tasks_total']} task(s){shard}, about "
             f"{doc['est_bytes'] / 2**20:.1f} MiB decoded, format {doc['format']}, "
             f"pipeline {doc['pipeline_sha256'][:12]}; {len(doc['skipped'])} file(s) "
@@ -312,6 +379,12 @@ def _render_summary(result: RunResult, seconds: float) -> None:
             f"QC: {q['pass']} pass, {q['warn']} warn, {q['fail']} fail; report: "
             f"{result.config.out_dir / 'report.html'}",
             style="green" if result.qc["exit_code"] == 0 else "red",
+        )
+    for rel in result.tampered[:_SHOWN]:
+        say(
+            f"{ManifestTamperedError.code}: {rel}: a manifest record names this output "
+            "outside OUT_DIR or through a symbolic link; not read, its task runs again",
+            style="red",
         )
     cancelled = f" ({c['cancelled']} cancelled)" if c["cancelled"] else ""
     manifest = result.config.out_dir / (result.manifest or "")

@@ -22,7 +22,9 @@ def verify(
 ) -> None:
     """Re-hash every output against the merged manifest: missing, changed, extra files.
 
-    Exit 0 when every output matches, 1 when any file is missing, changed or extra,
+    A recorded path that leaves OUT_DIR or passes a symbolic link is reported as tampered
+    (CLX-E218) and never read. Exit 0 when every output matches, 1 when any file is
+    missing, changed, extra or tampered,
     2 when OUT_DIR holds no manifest, 4 on an internal error (a bug).
 
     Example: clisonix verify out/ --json
@@ -38,7 +40,7 @@ def verify(
     say(
         f"{report.checked} output(s) checked from {', '.join(report.manifests)}: "
         f"{len(report.missing)} missing, {len(report.changed)} changed, "
-        f"{len(report.extra)} extra",
+        f"{len(report.extra)} extra, {len(report.tampered)} tampered",
         style="bold green" if report.ok else "bold red",
     )
     raise typer.Exit(report.exit_code)

@@ -3,6 +3,11 @@
 Nothing here decides what is DICOM: :mod:`clisonix_cli.dicom.index` reads each candidate's
 first bytes (the ``DICM`` marker at offset 128, or a dataset that starts without one) and
 decides by content, never by file extension.
+
+This is the one input-path policy of ``scan`` and ``transform``: the same walk
+(:func:`discover`), the same ``--files-from`` reading (:func:`input_files`), the same rule
+for an input without images (:func:`require_images`). Inputs are opened only when they are
+regular files (:func:`clisonix_cli.fsio.open_regular`), so a FIFO never hangs a run.
 """
 
 from __future__ import annotations
@@ -10,16 +15,30 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from clisonix_cli.errors import InputUnreadableError, UsageError
+from clisonix_cli.dicom.model import ScanResult, Skipped
+from clisonix_cli.errors import (
+    EmptyInputError,
+    InputUnreadableError,
+    LinkedFolderNote,
+    NoPixelDataError,
+    NotRegularFileError,
+    UnreadableFolderError,
+    UsageError,
+)
 
 __all__ = [
+    "Discovery",
     "check_input_dir",
+    "discover",
     "input_files",
     "list_files",
     "read_file_list",
     "relative_name",
+    "require_images",
+    "scan_exit_code",
 ]
 
 
@@ -87,15 +106,144 @@ def input_files(root: Path, files_from: str | Path | None) -> list[Path] | None:
     check_input_dir(root)
     if files_from is None:
         return None
-    return [root / name for name in read_file_list(files_from, root)]
+    base = Path(
+        os.path.abspath(root)
+    )  # absolute: a relative IN_DIR is not applied twice
+    return [base / name for name in read_file_list(files_from, root)]
+
+
+@dataclass
+class Discovery:
+    """What a walk of IN_DIR found: candidate files, and what it could not or would not read.
+
+    ``files`` are relative POSIX names, sorted; ``skipped`` holds one entry per folder that
+    cannot be listed (CLX-E216, makes the run's exit code 1) and per symbolic link to a
+    folder that was not followed (CLX-E217, informational).
+    """
+
+    files: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def discover(
+    root: Path, *, follow_symlinks: bool = False, outside: bool = False
+) -> Discovery:
+    """Walk IN_DIR: every file below it, and the folders it cannot or does not enter.
+
+    Hidden files and folders are included (a PACS export may use any name). Links to files
+    are followed; FIFOs, sockets and devices are listed too (the index sets them aside
+    without opening them); dangling links are ignored. Links to folders are not followed
+    unless ``follow_symlinks``, and then only when their target lies inside IN_DIR (or
+    anywhere with ``outside``) and was not walked already (loop-safe: each real folder is
+    walked once; real paths win over link paths). A folder that cannot be listed is
+    reported, never skipped silently.
+
+    Parameters
+    ----------
+    root : Path
+        The folder to walk.
+    follow_symlinks : bool
+        Follow links to folders whose target lies inside ``root``.
+    outside : bool
+        With ``follow_symlinks``: follow links whose target lies outside ``root`` too.
+
+    Returns
+    -------
+    Discovery
+
+    Raises
+    ------
+    InputUnreadableError
+        ``root`` is not a folder or cannot be listed.
+    """
+    check_input_dir(root)
+    base = os.path.abspath(root)
+    real_base = os.path.realpath(base)
+    out = Discovery()
+    seen: set[tuple[int, int]] = set()
+    links: list[tuple[str, str]] = []  # (relative name, absolute path) of folder links
+    _walk(base, "", out, seen, links)
+    done_links: set[str] = set()
+    while links:  # links found while walking links are followed in turn, sorted
+        links.sort()
+        rel, full = links.pop(0)
+        if rel in done_links:
+            continue
+        done_links.add(rel)
+        target = os.path.realpath(full)
+        inside = target == real_base or target.startswith(real_base + os.sep)
+        if not follow_symlinks:
+            why = (
+                "not followed; --follow-symlinks follows links that stay inside IN_DIR"
+                if inside
+                else "its target lies outside IN_DIR: not followed (see "
+                "--follow-symlinks-outside)"
+            )
+        elif not (inside or outside):
+            why = (
+                "its target lies outside IN_DIR: not followed without "
+                "--follow-symlinks-outside"
+            )
+        else:
+            st = os.stat(full)
+            if (st.st_dev, st.st_ino) not in seen:
+                _walk(full, rel, out, seen, links)
+                continue
+            why = "its target was walked already under another name: not followed again"
+        out.skipped.append(
+            Skipped(rel, LinkedFolderNote.code, f"symbolic link to a folder: {why}")
+        )
+    out.files.sort()
+    out.skipped.sort(key=lambda s: (s.path, s.code))
+    return out
+
+
+def _walk(
+    top: str,
+    rel_top: str,
+    out: Discovery,
+    seen: set[tuple[int, int]],
+    links: list[tuple[str, str]],
+) -> None:
+    """Depth-first walk of one real folder tree (no link to a folder entered)."""
+    stack = [(top, rel_top)]
+    while stack:
+        folder, rel_folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            out.skipped.append(
+                Skipped(
+                    rel_folder or ".",
+                    UnreadableFolderError.code,
+                    f"folder cannot be listed ({exc.strerror or exc}): the files in it "
+                    "were not looked at - check its permissions",
+                )
+            )
+            continue
+        for entry in entries:
+            rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, rel))
+                elif entry.is_symlink():
+                    if entry.is_dir(follow_symlinks=True):
+                        links.append((rel, entry.path))
+                    elif os.path.exists(entry.path):  # dangling links are ignored
+                        out.files.append(rel)
+                else:
+                    out.files.append(rel)  # regular or not: the index decides, unopened
+            except OSError:
+                out.files.append(rel)  # the index reports why it cannot be read
 
 
 def list_files(root: Path) -> list[str]:
-    """Every regular file under ``root``, recursively, as sorted relative POSIX paths.
-
-    Hidden files and folders are included (a PACS export may use any name); symbolic links to
-    files are followed, links to folders are not (no cycles). Sub-folders that cannot be listed
-    are ignored; the root itself must be listable.
+    """Every file under ``root`` (see :func:`discover`), as sorted relative POSIX paths.
 
     Parameters
     ----------
@@ -112,20 +260,54 @@ def list_files(root: Path) -> list[str]:
     InputUnreadableError
         ``root`` is not a folder or cannot be listed.
     """
-    check_input_dir(root)
-    out: list[str] = []
-    base = os.path.abspath(root)
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, base)
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            if not os.path.isfile(full):  # sockets, fifos, dangling links
-                continue
-            rel = name if rel_dir == "." else os.path.join(rel_dir, name)
-            out.append(Path(rel).as_posix())
-    out.sort()
-    return out
+    return discover(root).files
+
+
+def require_images(result: ScanResult, *, allow_empty: bool) -> None:
+    """Refuse an IN_DIR that holds no DICOM image at all (exit 2) unless ``allow_empty``.
+
+    Files that are not images by design (structured reports: CLX-E102) and links to folders
+    that were not followed (CLX-E217) do not count as images; a damaged image does (its
+    failure is reported, exit 1).
+
+    Raises
+    ------
+    EmptyInputError
+        No stack and nothing but non-images was found.
+    """
+    if allow_empty or result.stacks:
+        return
+    quiet = {NoPixelDataError.code, LinkedFolderNote.code}
+    if any(s.code not in quiet for s in result.skipped):
+        return
+    links = sum(1 for s in result.skipped if s.code == LinkedFolderNote.code)
+    hint = (
+        f"; {links} symbolic link(s) to folders were not followed - add "
+        "--follow-symlinks to follow those that stay inside IN_DIR"
+        if links
+        else ""
+    )
+    raise EmptyInputError(
+        f"{result.root}: no DICOM image found ({result.n_files} file(s) looked at: "
+        f"{result.n_dicom} DICOM, {result.n_non_dicom} not DICOM{hint}); check the "
+        "folder, or pass --allow-empty to accept an input without images"
+    )
+
+
+def scan_exit_code(result: ScanResult) -> int:
+    """``clisonix scan``'s exit code: 1 when part of IN_DIR could not be read, else 0.
+
+    Folders that cannot be listed, files that cannot be opened or read, and inputs that
+    are not regular files make the scan incomplete: a partial export must not look
+    complete. Damaged DICOM files are reported but leave the exit code 0 (the scan ran).
+    """
+    incomplete = {UnreadableFolderError.code, NotRegularFileError.code}
+    for s in result.skipped:
+        if s.code in incomplete or s.reason.startswith(
+            ("cannot be opened", "read error")
+        ):
+            return 1
+    return 0
 
 
 def read_file_list(source: str | Path, root: Path) -> list[str]:

@@ -15,6 +15,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from clisonix_cli.dicom.limits import (
+    check_bit_depth,
+    check_native_length,
+    claimed_bytes,
+)
 from clisonix_cli.dicom.model import PixelInfo
 from clisonix_cli.dicom.syntax import NATIVE_SYNTAXES
 from clisonix_cli.errors import PixelDataSizeError, TruncatedFileError
@@ -100,6 +105,7 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00280030: ("PixelSpacing", "DS"),
     0x00280100: ("BitsAllocated", "US"),
     0x00280101: ("BitsStored", "US"),
+    0x00280102: ("HighBit", "US"),
     0x00280103: ("PixelRepresentation", "US"),
     0x00280301: ("BurnedInAnnotation", "CS"),
     0x00281050: ("WindowCenter", "DS"),
@@ -170,6 +176,11 @@ MULTI_VALUED = (
     | INT_LISTS
 )
 CSA_CREATOR = "SIEMENS CSA HEADER"
+#: The index keeps at most this many bytes of a value (the longest standard value of these
+#: tags is 64 characters; a 16 MB Series Description must not cost 16 MB per file).
+MAX_VALUE_BYTES = 1024
+#: Largest Siemens CSA image header the fast reader reads (real ones are 10-30 KB).
+MAX_CSA_BYTES = 1 << 20
 
 
 @dataclass
@@ -226,11 +237,6 @@ class Walk:
     pixel_offset: int | None = None
     pixel_length: int | None = None
     csa: bytes | None = None
-
-
-def _expected_bytes(rows: int, cols: int, frames: int, samples: int, bits: int) -> int:
-    n_bits = rows * cols * frames * samples * bits
-    return (n_bits + 7) // 8
 
 
 def csa_fields(raw: bytes | None) -> dict[str, Any] | None:
@@ -295,7 +301,7 @@ def _check_pixels(info: PixelInfo, walk: Walk, size: int) -> None:
             "copy the file again from the source"
         )
     if info.transfer_syntax in NATIVE_SYNTAXES and walk.pixel_tag == 0x7FE00010:
-        need = _expected_bytes(
+        need = claimed_bytes(
             info.rows,
             info.cols,
             info.n_frames,
@@ -309,6 +315,7 @@ def _check_pixels(info: PixelInfo, walk: Walk, size: int) -> None:
                 f"{info.bits_allocated}-bit samples = {need} bytes - the header or the "
                 "pixel data is corrupt"
             )
+        check_native_length("", walk.pixel_length, need, "(7FE0,0010) 'Pixel Data'")
 
 
 def checked_pixel_info(
@@ -321,8 +328,18 @@ def checked_pixel_info(
     TruncatedFileError
         The native pixel value runs past the end of the file (``size`` bytes).
     PixelDataSizeError
-        It holds fewer bytes than the header's matrix needs.
+        It holds fewer bytes than the header's matrix needs (more than one pad byte more:
+        :class:`~clisonix_cli.errors.PixelDataLengthError`).
+    BitDepthError
+        Bits Allocated / Bits Stored / High Bit outside PS3.5.
     """
     info = _pixel_layout(values, syntax, walk)
+    if walk.pixel_tag == 0x7FE00010:
+        check_bit_depth(
+            "",
+            info.bits_allocated,
+            values.get("BitsStored"),
+            values.get("HighBit"),
+        )
     _check_pixels(info, walk, size)
     return info

@@ -20,6 +20,8 @@ from clisonix_cli.dicom.header import (
     FLAG_SEQUENCES,
     FLOAT_LISTS,
     INT_LISTS,
+    MAX_CSA_BYTES,
+    MAX_VALUE_BYTES,
     MULTI_VALUED,
     UNDEFINED_LENGTH,
     WANTED,
@@ -247,19 +249,24 @@ def _walk_dataset(r: _Buffer, pos: int, implicit: bool) -> Walk:
             continue
         end = start + length
         if action is not None:
+            take = min(length, MAX_VALUE_BYTES)  # capped: memory never follows a value
             voff = start - base
-            if voff + length <= blen:
-                values[action] = buf[voff : voff + length]  # type: ignore[index]
+            if voff + take <= blen:
+                values[action] = buf[voff : voff + take]  # type: ignore[index]
             else:
                 if end > size:
                     raise TruncatedFileError(
                         f"({group:04X},{elem:04X}) needs bytes up to {end}, the file has {size}"
                     )
-                vbuf, voff = r.window(start, length)
-                values[action] = vbuf[voff : voff + length]  # type: ignore[index]
+                vbuf, voff = r.window(start, take)
+                values[action] = vbuf[voff : voff + take]  # type: ignore[index]
                 buf, base = r.buf, r.base
                 blen = len(buf)
-        elif group == 0x0029 and b"MOSAIC" in values.get("ImageType", b""):
+        elif (
+            group == 0x0029
+            and length <= MAX_CSA_BYTES
+            and b"MOSAIC" in values.get("ImageType", b"")
+        ):
             vbuf, voff = r.window(start, length)
             if 0x0010 <= elem < 0x0100:
                 creators[elem] = (

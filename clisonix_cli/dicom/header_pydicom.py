@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from clisonix_cli.dicom import limits
 from clisonix_cli.dicom.header import (
     CSA_CREATOR,
     FLAG_SEQUENCES,
     FLOAT_LISTS,
     INT_LISTS,
     KEYWORDS,
+    MAX_VALUE_BYTES,
     MULTI_VALUED,
     UNDEFINED_LENGTH,
     VR_OF,
@@ -29,16 +31,41 @@ from clisonix_cli.dicom.header import (
     csa_fields,
 )
 from clisonix_cli.dicom.pixels_pydicom import file_has_pixel_tag
-from clisonix_cli.dicom.syntax import EXPLICIT_LE, IMPLICIT_LE, NATIVE_SYNTAXES
-from clisonix_cli.errors import InputError, TruncatedFileError
+from clisonix_cli.dicom.syntax import (
+    DEFLATED_LE,
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    NATIVE_SYNTAXES,
+)
+from clisonix_cli.errors import (
+    ClisonixError,
+    InputError,
+    PixelDataSizeError,
+    TruncatedFileError,
+)
+from clisonix_cli.fsio import open_regular
 
 __all__ = ["pydicom_header"]
+
+
+def _capped(ds: Any, keyword: str) -> Any:
+    """``ds.get(keyword)``, None when the value is longer than the index keeps (never read)."""
+    try:
+        raw = ds.get_item(keyword, keep_deferred=True)
+    except (KeyError, ValueError, TypeError):
+        return None
+    length = getattr(raw, "length", None) if raw is not None else None
+    if isinstance(length, int) and MAX_VALUE_BYTES < length < UNDEFINED_LENGTH:
+        return None
+    return ds.get(keyword)
 
 
 def _plain(value: Any, keyword: str) -> Any:
     """A pydicom value as plain Python (tuples for multi-valued), None when empty."""
     if value is None or value == "":
         return None
+    if isinstance(value, str | bytes) and len(value) > MAX_VALUE_BYTES:
+        value = value[:MAX_VALUE_BYTES]
     vr = VR_OF.get(keyword, "")
     seq = _as_list(value)
     if keyword in MULTI_VALUED:
@@ -168,12 +195,15 @@ def _quiet_pydicom() -> Iterator[None]:
         config.settings.reading_validation_mode = old_mode
 
 
-def _dcmread(path: Path, has_preamble: bool, **kw: Any) -> Any:
-    import pydicom
+@contextmanager
+def _parse_errors() -> Iterator[None]:
+    """Map what pydicom raises on a broken file to the index's errors (a skipped file)."""
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, force=not has_preamble, **kw)
+        yield
+    except (ClisonixError, NotDicom):
+        raise
     except InvalidDicomError as exc:
         raise NotDicom(str(exc)) from None
     except (EOFError, OSError) as exc:
@@ -186,12 +216,52 @@ def _dcmread(path: Path, has_preamble: bool, **kw: Any) -> Any:
         ) from None
 
 
+def _dcmread(path: Path, has_preamble: bool, **kw: Any) -> Any:
+    import pydicom
+
+    with _parse_errors():
+        return pydicom.dcmread(path, force=not has_preamble, **kw)
+
+
+def _deflated_header(path: Path, rel: str) -> tuple[Any, int | None] | None:
+    """A Deflated Explicit VR Little Endian file's header, inflated up to its Pixel Data.
+
+    None when the file is not deflated. pydicom alone would inflate the whole dataset (a
+    1 MB file can hold 1 GB): here the scan inflates no further than the header, and no
+    more than :attr:`~clisonix_cli.dicom.limits.DecodeLimits.header_bytes`.
+    """
+    with _parse_errors(), open_regular(path) as fh:
+        if limits.file_syntax(fh) != DEFLATED_LE:
+            return None
+        cap = limits.current_limits().header_bytes
+        return limits.read_deflated(fh, path, rel, limit=cap, stop_before_pixels=True)
+
+
+def _check_deflated_pixels(info: Any, length: int | None) -> None:
+    """The declared Pixel Data length of a deflated file against the matrix (not inflated)."""
+    if length is None or length < 0:
+        return
+    need = limits.claimed_bytes(
+        info.rows, info.cols, info.n_frames, info.samples_per_pixel, info.bits_allocated
+    )
+    if length < need:
+        raise PixelDataSizeError(
+            f"(7FE0,0010) 'Pixel Data' declares {length} bytes, the header claims {need} "
+            "- the header or the pixel data is corrupt"
+        )
+    limits.check_native_length("", length, need, "(7FE0,0010) 'Pixel Data'")
+
+
 def pydicom_header(path: Path, rel: str, size: int, has_preamble: bool) -> FileHeader:
     """Read the header with pydicom, pixel data deferred (``NotDicom``: not DICOM)."""
     with _quiet_pydicom():
-        ds = _dcmread(path, has_preamble, defer_size=4096)
-        guessed_pixels = False
-        if len(ds) == 0:
+        deflated = _deflated_header(path, rel)
+        if deflated is not None:
+            ds, deflated_pixels = deflated
+        else:
+            ds, deflated_pixels = _dcmread(path, has_preamble, defer_size=4096), None
+        guessed_pixels = deflated_pixels is not None
+        if len(ds) == 0 and deflated is None:
             # pydicom returns an empty dataset when the (encapsulated) pixel data is cut
             # short; the header itself may be fine: read it alone.
             ds = _dcmread(path, has_preamble, stop_before_pixels=True)
@@ -203,8 +273,8 @@ def pydicom_header(path: Path, rel: str, size: int, has_preamble: bool) -> FileH
         values: dict[str, Any] = {}
         for kw in KEYWORDS:
             try:
-                val = _plain(ds.get(kw), kw)
-            except (TypeError, ValueError):
+                val = _plain(_capped(ds, kw), kw)
+            except Exception:  # noqa: BLE001 - a value pydicom cannot convert is absent
                 val = None
             if val is not None:
                 values[kw] = val
@@ -219,6 +289,8 @@ def pydicom_header(path: Path, rel: str, size: int, has_preamble: bool) -> FileH
         )
         if guessed_pixels:
             pixel_tag = 0x7FE00010
+            if deflated is not None:  # seen in the inflated stream, not guessed
+                walk.pixel_tag = pixel_tag
         elif pixel_tag:
             raw = ds.get_item(pixel_tag, keep_deferred=True)
             walk.pixel_tag = pixel_tag
@@ -234,6 +306,8 @@ def pydicom_header(path: Path, rel: str, size: int, has_preamble: bool) -> FileH
             csa_raw = _private_csa(ds)
             csa = csa_fields(csa_raw)
         info = checked_pixel_info(values, syntax, walk, size)
+        if deflated is not None:
+            _check_deflated_pixels(info, deflated_pixels)
         frames = None
         if (
             "PerFrameFunctionalGroupsSequence" in ds

@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from clisonix_cli.dicom.colour import colour_problem
-from clisonix_cli.dicom.discover import list_files, normalize_files
+from clisonix_cli.dicom.discover import discover, normalize_files
 from clisonix_cli.dicom.grouping import build_stacks
 from clisonix_cli.dicom.header import Fallback, FileHeader, HeaderFailure, NotDicom
 from clisonix_cli.dicom.header_fast import HEAD_BYTES, fast_header, looks_like_dataset
 from clisonix_cli.dicom.header_pydicom import pydicom_header
 from clisonix_cli.dicom.model import ScanResult, Skipped
 from clisonix_cli.dicom.syntax import decoder_for, syntax_name
-from clisonix_cli.errors import InputError, NoPixelDataError, UnsupportedImageError
+from clisonix_cli.errors import (
+    InputError,
+    NoPixelDataError,
+    NotRegularFileError,
+    UnsupportedImageError,
+)
+from clisonix_cli.fsio import open_regular
 
 __all__ = ["read_header", "scan"]
 
@@ -52,7 +58,14 @@ def read_header(
         DICOM (text, PDF, NIfTI...), else a CLX-E code and a one-line reason.
     """
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the with block below
+        fh = open_regular(path)  # a FIFO or device is never opened (it could block)
+    except NotRegularFileError:
+        return HeaderFailure(
+            rel,
+            True,
+            NotRegularFileError.code,
+            "not a regular file (FIFO, socket or device): never opened",
+        )
     except OSError as exc:
         return HeaderFailure(
             rel, True, InputError.code, f"cannot be opened ({exc.strerror})"
@@ -102,6 +115,13 @@ def read_header(
             return HeaderFailure(
                 rel, True, InputError.code, f"read error ({exc.strerror})"
             )
+        except Exception as exc:  # noqa: BLE001 - hostile bytes never stop the scan
+            return HeaderFailure(
+                rel,
+                True,
+                InputError.code,
+                f"the header cannot be parsed ({type(exc).__name__}) - the file is corrupt",
+            )
 
 
 def _skip_for_layout(h: FileHeader) -> Skipped | None:
@@ -136,6 +156,8 @@ def scan(
     files: Sequence[Path] | None = None,
     progress: Callable[[int, int], None] | None = None,
     gaps: str = "split",
+    follow_symlinks: bool = False,
+    follow_outside: bool = False,
 ) -> ScanResult:
     """Find the DICOM files under ``root`` by content and group them into stacks.
 
@@ -150,6 +172,9 @@ def scan(
     gaps : str, optional
         What a stack with missing slices becomes: ``split`` into its contiguous runs
         (default), ``fail``, or ``keep`` as one volume (see ``build_stacks``).
+    follow_symlinks, follow_outside : bool
+        Follow links to folders that stay inside ``root``, and those that leave it (see
+        :func:`~clisonix_cli.dicom.discover.discover`).
 
     Returns
     -------
@@ -162,9 +187,18 @@ def scan(
     InputUnreadableError
         ``root`` is not a readable folder.
     """
-    names = list_files(root) if files is None else normalize_files(list(files), root)
     headers: list[FileHeader] = []
     skipped: list[Skipped] = []
+    if files is None:
+        found = discover(
+            root,
+            follow_symlinks=follow_symlinks or follow_outside,
+            outside=follow_outside,
+        )
+        names = found.files
+        skipped.extend(found.skipped)  # folders not listed, links not followed
+    else:
+        names = normalize_files(list(files), root)
     non_dicom: list[str] = []
     n_unreadable = 0
     total = len(names)
@@ -176,7 +210,7 @@ def scan(
             else:
                 skipped.append(Skipped(rel, got.code, got.reason))
                 if got.reason.startswith(
-                    ("cannot be opened", "empty file", "read error")
+                    ("cannot be opened", "empty file", "read error", "not a regular")
                 ):
                     n_unreadable += 1
         else:

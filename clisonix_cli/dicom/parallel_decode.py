@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from clisonix_cli.dicom.limits import DecodeLimits, current_limits, decode_limits
 from clisonix_cli.dicom.model import PixelInfo
 from clisonix_cli.dicom.pixels import read_frames
 from clisonix_cli.digest import finish, hasher
@@ -41,19 +42,25 @@ FileItem = tuple[str, PixelInfo | None, tuple[int, ...]]
 
 
 def decode_files(
-    root: str, items: Sequence[FileItem], digest: bool
+    root: str,
+    items: Sequence[FileItem],
+    digest: bool,
+    limits: DecodeLimits | None = None,
 ) -> list[tuple[np.ndarray, str | None]]:
     """Worker side: the frames of each file, and the file's digest when asked.
 
-    Errors are raised as the serial read raises them (the stable ``CLX-E`` types).
+    ``limits`` are the decoding caps of the task that sent the batch (a worker process
+    does not inherit them); errors are raised as the serial read raises them (the stable
+    ``CLX-E`` types: a bomb fails its file with its code here as well).
     """
     out: list[tuple[np.ndarray, str | None]] = []
-    for rel, info, frames in items:
-        h = hasher() if digest else None
-        arr = read_frames(
-            Path(root) / rel, frames=list(frames), info=info, label=rel, sha256=h
-        )
-        out.append((arr, None if h is None else finish(h)))
+    with decode_limits(limits):
+        for rel, info, frames in items:
+            h = hasher() if digest else None
+            arr = read_frames(
+                Path(root) / rel, frames=list(frames), info=info, label=rel, sha256=h
+            )
+            out.append((arr, None if h is None else finish(h)))
     return out
 
 
@@ -108,12 +115,15 @@ def ordered_frames(
     from concurrent.futures.process import BrokenProcessPool  # loky's is a subclass
 
     batches = _batches(items, _per_batch(items))
+    limits = current_limits()  # the task's caps travel with every batch
     pending: deque[tuple[list[FileItem], Future[Any]]] = deque()
     at = 0
     try:
         while at < len(batches) or pending:
             while at < len(batches) and len(pending) < 2 * max(1, workers):
-                fut = executor.submit(decode_files, str(root), batches[at], digest)
+                fut = executor.submit(
+                    decode_files, str(root), batches[at], digest, limits
+                )
                 pending.append((batches[at], fut))
                 at += 1
             batch, fut = pending.popleft()

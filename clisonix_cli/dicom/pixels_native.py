@@ -25,6 +25,7 @@ from clisonix_cli.errors import (
     TruncatedFileError,
     UnsupportedImageError,
 )
+from clisonix_cli.fsio import open_regular
 
 __all__ = [
     "check_layout",
@@ -129,7 +130,7 @@ def read_native_at(
     if out is not None:
         check_out(out, (len(idx), rows, cols), dtype, name)
     try:
-        fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        fh = open_regular(path, raw=True)  # never a FIFO; closed below
     except OSError as exc:
         raise InputError(f"{name}: cannot be read ({exc.strerror})") from None
     with fh:
@@ -185,7 +186,7 @@ def _hash_range(fh: Any, start: int, stop: int, sha256: Any, name: str) -> None:
 def hash_file(path: Path, sha256: Any, name: str) -> None:
     """Feed every byte of the file to a hash."""
     try:
-        with open(path, "rb", buffering=0) as fh:
+        with open_regular(path, raw=True) as fh:
             _hash_range(fh, 0, os.fstat(fh.fileno()).st_size, sha256, name)
     except OSError as exc:
         raise InputError(f"{name}: cannot be read ({exc.strerror})") from None

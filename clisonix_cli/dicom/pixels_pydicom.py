@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 import zlib
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from clisonix_cli.dicom import limits
 from clisonix_cli.dicom.pixels_native import (
     check_layout,
     correct_unused_bits,
@@ -32,13 +34,10 @@ from clisonix_cli.dicom.syntax import (
     EXPLICIT_BE,
     EXPLICIT_LE,
     IMPLICIT_LE,
-    J2K,
-    JPEG,
-    JPEG_LOSSLESS,
-    JPEG_LS,
     NATIVE_SYNTAXES,
     RLE,
     plugin_for,
+    syntax_name,
 )
 from clisonix_cli.errors import (
     ClisonixError,
@@ -49,6 +48,7 @@ from clisonix_cli.errors import (
     TruncatedFileError,
     UnsupportedSyntaxError,
 )
+from clisonix_cli.fsio import open_regular
 
 __all__ = [
     "file_has_pixel_tag",
@@ -60,14 +60,12 @@ __all__ = [
 
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) as stored in little endian
 _PIXEL_TAG_BE = b"\x7f\xe0\x00\x10"
-# RLE (PS3.5 G.3.1): a 2-byte replicate run decodes to at most 128 bytes.
-_RLE_MAX_RATIO = 64
 
 
 def file_has_pixel_tag(path: Path) -> bool:
     """True when the bytes of the (7FE0,0010) tag occur in the file (chunked scan)."""
     tail = b""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while block := fh.read(1 << 20):
             chunk = tail + block
             if _PIXEL_TAG_LE in chunk or _PIXEL_TAG_BE in chunk:
@@ -92,11 +90,24 @@ def _dcmread(path: Path, name: str) -> Any:
     from pydicom.errors import InvalidDicomError
 
     try:
-        try:
-            ds = dcmread(path)
-        except InvalidDicomError:
-            # No 'DICM' preamble: old ACR-NEMA style files; read with a guessed encoding.
-            ds = dcmread(path, force=True)
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if limits.file_syntax(fh) == DEFLATED_LE:
+                # pydicom would inflate the whole dataset at once: inflate within the cap
+                budget = limits.current_limits().allowed(size)
+                return limits.read_deflated(
+                    fh, path, name, limit=budget, stop_before_pixels=False
+                )[0]
+            fh.seek(0)
+            try:
+                ds = dcmread(fh)
+            except InvalidDicomError:
+                # No 'DICM' preamble: old ACR-NEMA style files; read with a guessed
+                # encoding.
+                fh.seek(0)
+                ds = dcmread(fh, force=True)
+    except ClisonixError:
+        raise
     except FileNotFoundError:
         raise InputError(f"{name}: file not found - it was moved or deleted") from None
     except OSError as exc:
@@ -111,6 +122,14 @@ def _dcmread(path: Path, name: str) -> Any:
             f"{first_line(exc)})"
         ) from None
     return ds
+
+
+def _int_or_none(ds: Any, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    try:
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def first_line(exc: BaseException) -> str:
@@ -134,7 +153,24 @@ def transfer_syntax_of(ds: Any) -> str:
 def read_with_pydicom(
     path: Path, frames: Sequence[int] | None, name: str, check_greyscale: bool
 ) -> np.ndarray:
-    """Stored values of the wanted frames, the file read and decoded through pydicom."""
+    """Stored values of the wanted frames, the file read and decoded through pydicom.
+
+    Whatever a hostile header makes pydicom raise ends as a ClisonixError with a code.
+    """
+    try:
+        return _read_with_pydicom(path, frames, name, check_greyscale)
+    except (ClisonixError, MemoryError, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. NotImplementedError for a bad VR
+        raise InputError(
+            f"{name}: the header cannot be parsed ({type(exc).__name__}: "
+            f"{first_line(exc)}) - the file is corrupt; re-export it"
+        ) from None
+
+
+def _read_with_pydicom(
+    path: Path, frames: Sequence[int] | None, name: str, check_greyscale: bool
+) -> np.ndarray:
     ds = _dcmread(path, name)
     ts = transfer_syntax_of(ds)
     keyword = next(
@@ -175,6 +211,9 @@ def read_with_pydicom(
         check_layout(name, samples, photometric, 8, 8)
         return _float_pixels(ds, keyword, frames, n_frames, name)
     check_layout(name, samples, photometric, bits_allocated, bits_stored)
+    limits.check_bit_depth(
+        name, bits_allocated, bits_stored, _int_or_none(ds, "HighBit")
+    )
     idx = frame_indices(frames, n_frames, name)
     if ts == DEFLATED_LE:
         ts_native = EXPLICIT_LE  # dcmread inflated the dataset: the pixels are native
@@ -193,8 +232,16 @@ def read_with_pydicom(
             "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle, or "
             "decompress the files first (gdcmconv --raw, dcmdjpeg)"
         )
+    # Structure first (a lying header is E112/E211), then the size of an honest claim.
     encoded = _encapsulated_frames(ds.PixelData, ds, n_frames, idx, name)
-    _check_codestreams(ts, encoded, rows, cols, bits_allocated, name)
+    limits.check_codestreams(
+        ts, encoded, rows=rows, cols=cols, samples=samples,
+        bits_allocated=bits_allocated, name=name,
+    )  # fmt: skip
+    claimed = limits.claimed_bytes(rows, cols, n_frames, samples, bits_allocated)
+    file_size = os.stat(path).st_size
+    limits.check_budget(name, claimed, file_size, f"its {syntax_name(ts)} header")
+    limits.check_coverage(ts, encoded, name)
     if ts == DEFLATED_FRAMES:
         return _inflate_frames(
             encoded, rows, cols, bits_allocated, bits_stored, pixel_rep, name
@@ -221,6 +268,7 @@ def _native_from_value(
             f"{bits_allocated} bits = {claimed} bytes, the Pixel Data holds {len(value)} "
             "bytes - the file is truncated or its header is wrong; re-export it"
         )
+    limits.check_native_length(name, len(value), claimed, "(7FE0,0010) 'Pixel Data'")
     big = ts == EXPLICIT_BE
     if big and bits_allocated in (1, 8) and vr == "OW":
         # PS3.5 8.1.1: OW is a stream of 16-bit words; in big endian the two bytes of
@@ -290,58 +338,6 @@ def _encapsulated_frames(
     return out
 
 
-def _codestream_shape(ts: str, frame: bytes) -> tuple[int, int] | None:
-    """(rows, cols) as the codestream itself declares them, None when not found."""
-    if ts in J2K:
-        # SOC then SIZ (PS3.5 A.4.4; ISO 15444-1 A.5.1): Xsiz, Ysiz, XOsiz, YOsiz.
-        at = frame.find(b"\xff\x4f\xff\x51")
-        if at < 0 or len(frame) < at + 24:
-            return None
-        xsiz, ysiz, xo, yo = struct.unpack(">IIII", frame[at + 8 : at + 24])
-        return (ysiz - yo, xsiz - xo)
-    if ts in JPEG or ts in JPEG_LOSSLESS or ts in JPEG_LS:
-        # Walk the marker segments up to the first SOFn (ITU T.81 B.2.2; T.87 SOF55).
-        pos = 2 if frame[:2] == b"\xff\xd8" else -1
-        while 0 <= pos < len(frame) - 9:
-            if frame[pos] != 0xFF:
-                return None
-            marker = frame[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            length = struct.unpack(">H", frame[pos + 2 : pos + 4])[0]
-            is_sof = 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
-            if is_sof or marker == 0xF7:
-                height, width = struct.unpack(">HH", frame[pos + 5 : pos + 9])
-                return (height, width) if height else None  # 0: defined by DNL later
-            pos += 2 + length
-        return None
-    return None
-
-
-def _check_codestreams(
-    ts: str, encoded: list[bytes], rows: int, cols: int, bits_allocated: int, name: str
-) -> None:
-    """Reject a header whose claim the encoded frames cannot hold, before decoding."""
-    frame_bytes = math.ceil(rows * cols * bits_allocated / 8)
-    for k, frame in enumerate(encoded):
-        if ts == RLE:
-            if frame_bytes > _RLE_MAX_RATIO * len(frame):
-                raise PixelDataSizeError(
-                    f"{name}: header claims {rows}x{cols} at {bits_allocated} bits = "
-                    f"{frame_bytes} bytes per frame, more than RLE can expand "
-                    f"{len(frame)} encoded bytes into - the header is wrong or the file "
-                    "is truncated; re-export it"
-                )
-            continue
-        shape = _codestream_shape(ts, frame)
-        if shape is not None and shape != (rows, cols):
-            raise PixelDataSizeError(
-                f"{name}: header claims {rows}x{cols} pixels, the codestream of frame "
-                f"{k} holds {shape[0]}x{shape[1]} - the header is wrong; re-export it"
-            )
-
-
 def _inflate_frames(
     encoded: list[bytes],
     rows: int,
@@ -358,7 +354,15 @@ def _inflate_frames(
     for k, frame in enumerate(encoded):
         try:
             # max_length bounds the allocation by the header's claim (zip-bomb safe).
-            raw = zlib.decompressobj(-15).decompress(frame, frame_bytes)
+            inflater = zlib.decompressobj(-15)
+            raw = inflater.decompress(frame, frame_bytes)
+            if inflater.unconsumed_tail and inflater.decompress(
+                inflater.unconsumed_tail, 1
+            ):
+                raise PixelDataSizeError(
+                    f"{name}: frame {k} inflates to more than the {frame_bytes} bytes the "
+                    "header claims - the header is wrong; re-export it"
+                )
         except zlib.error as exc:
             raise DecodeError(
                 f"{name}: frame {k} is not valid deflate data ({exc}) - the file is "
@@ -444,9 +448,9 @@ def _decode_with_plugin(
             ).reshape(len(idx), rows, cols)
     except ClisonixError:
         raise
-    except MemoryError:
+    except (MemoryError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # noqa: BLE001 - a Rust decoder's panic is a BaseException
         raise DecodeError(
             f"{name}: {plugin[1]} could not decode the pixel data "
             f"({type(exc).__name__}: {first_line(exc)}) - the file is corrupt or "

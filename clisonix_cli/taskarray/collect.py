@@ -22,6 +22,7 @@ from clisonix_cli.errors import (
     WorkerDiedError,
     WriteFailedError,
 )
+from clisonix_cli.fsio import open_append
 from clisonix_cli.taskarray.manifest import ManifestWriter, Record
 from clisonix_cli.taskarray.plan import Task
 from clisonix_cli.taskarray.task import TaskContext, failed_record
@@ -59,8 +60,7 @@ class RunLog:
     def __init__(self, path: Path | None) -> None:
         self._fh: IO[str] | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            self._fh = open_append(path)  # creates .clisonix/; never through a link
 
     def write(self, event: str, **fields: Any) -> None:
         """Append one line with a UTC timestamp."""

@@ -7,10 +7,11 @@ completely, and never changed afterwards. Everything a task needs on a worker tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clisonix_cli.dicom.limits import DEFAULT_LIMITS, DecodeLimits
 from clisonix_cli.errors import ShardSpecError, UsageError
 from clisonix_cli.runtime import cpu_cores
 from clisonix_cli.taskarray.writers import get_writer
@@ -117,6 +118,18 @@ class RunConfig:
         ``qc.csv`` and ``report.html`` into OUT_DIR (``docs/qc.md``).
     deid : DeidSettings or None
         ``--deidentify``: the key and options every output is de-identified with.
+    follow_symlinks : bool
+        Follow links to folders inside IN_DIR.
+    follow_symlinks_outside : bool
+        Follow links to folders outside IN_DIR too.
+    allow_empty : bool
+        Accept an IN_DIR without any DICOM image (else exit 2).
+    max_decode_ratio : float
+        Decoded bytes one compressed file may produce per byte of its size.
+    max_decoded_mib : int
+        Absolute cap on the decoded MiB of one compressed file.
+    tls_ca_file, tls_cert, tls_key : Path or None
+        PEM files for a ``tls://`` Dask scheduler.
     """
 
     in_dir: Path
@@ -140,6 +153,14 @@ class RunConfig:
     gaps: str = "split"
     qc: QcOptions | None = None
     deid: DeidSettings | None = None
+    follow_symlinks: bool = False
+    follow_symlinks_outside: bool = False
+    allow_empty: bool = False
+    max_decode_ratio: float = DEFAULT_LIMITS.max_ratio
+    max_decoded_mib: int = DEFAULT_LIMITS.max_bytes >> 20
+    tls_ca_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         get_writer(self.format)  # an unknown format raises, listing the valid ones
@@ -164,6 +185,13 @@ class RunConfig:
                 f"--task-timeout {self.task_timeout}: must be > 0 seconds "
                 "(leave it out for no limit)"
             )
+        if not self.max_decode_ratio >= 1:
+            raise UsageError(
+                f"--max-decode-ratio {self.max_decode_ratio}: must be >= 1 (decoded bytes "
+                "per byte of file)"
+            )
+        if self.max_decoded_mib < 1:
+            raise UsageError(f"--max-decoded-mib {self.max_decoded_mib}: must be >= 1")
         if not self.connect_timeout > 0:
             raise UsageError(
                 f"--connect-timeout {self.connect_timeout}: must be > 0 seconds"
@@ -224,6 +252,14 @@ class RunConfig:
         gaps: str = "split",
         qc: QcOptions | None = None,
         deid: DeidSettings | None = None,
+        follow_symlinks: bool = False,
+        follow_symlinks_outside: bool = False,
+        allow_empty: bool = False,
+        max_decode_ratio: float = DEFAULT_LIMITS.max_ratio,
+        max_decoded_mib: int = DEFAULT_LIMITS.max_bytes >> 20,
+        tls_ca_file: Path | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> RunConfig:
         """Build a config from command-line values.
 
@@ -259,6 +295,23 @@ class RunConfig:
             gaps=gaps.strip().lower(),
             qc=qc,
             deid=deid,
+            follow_symlinks=follow_symlinks,
+            follow_symlinks_outside=follow_symlinks_outside,
+            allow_empty=allow_empty,
+            max_decode_ratio=max_decode_ratio,
+            max_decoded_mib=max_decoded_mib,
+            tls_ca_file=tls_ca_file,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        """The decoding caps every task of this run applies."""
+        return replace(
+            DEFAULT_LIMITS,
+            max_ratio=float(self.max_decode_ratio),
+            max_bytes=int(self.max_decoded_mib) << 20,
         )
 
     @property

@@ -36,7 +36,7 @@ from clisonix_cli.errors import (
     WorkerVersionError,
     WriteFailedError,
 )
-from clisonix_cli.fsio import is_within, prepare_out_dir
+from clisonix_cli.fsio import check_no_links, confined, is_within, prepare_out_dir
 from clisonix_cli.taskarray.collect import Collector, Event, EventHandler, RunLog
 from clisonix_cli.taskarray.config import RunConfig, Shard
 from clisonix_cli.taskarray.deid_records import guard_record, keyed_inputs, new_uid
@@ -356,10 +356,11 @@ def run_deid_task(task: Task, ctx: TaskContext) -> TaskOutcome:
             entry: dict[str, Any] = {"file": token}
             entries.append(entry)
             try:
-                fo = deidentify_file(
-                    Path(ctx.in_dir) / rel, out_dir, settings, patient=patient,
-                    terms=terms, label=token, taken=taken,
-                )  # fmt: skip
+                with confined(out_root):  # no write below OUT_DIR follows a link
+                    fo = deidentify_file(
+                        Path(ctx.in_dir) / rel, out_dir, settings, patient=patient,
+                        terms=terms, label=token, taken=taken,
+                    )  # fmt: skip
             except PHIGuardError:
                 raise
             except (ClisonixError, OSError) as exc:
@@ -463,9 +464,13 @@ def run_deid(
         prepare_out_dir(out_dir)
     try:
         if not run.dry_run:
+            check_no_links(out_dir, [manifest_name(run.shard), STATE_DIR])
             merged = read_manifest(out_dir)
             check_output_dir(out_dir, identity, merged, overwrite=run.overwrite)
-        return _run_in(config, identity, merged, on_event, fn)
+        with confined(
+            out_dir
+        ):  # the manifest, run log and report: never through a link
+            return _run_in(config, identity, merged, on_event, fn)
     except ClisonixError:
         if created:
             with contextlib.suppress(OSError):

@@ -33,6 +33,8 @@ from clisonix_cli.dicom.deid.rawio import encode, read_object
 from clisonix_cli.dicom.deid.settings import DeidSettings
 from clisonix_cli.dicom.model import Stack
 from clisonix_cli.errors import InputError, PHIGuardError, WithheldError
+from clisonix_cli.fsio import check_no_links
+from clisonix_cli.regular import open_regular
 from clisonix_cli.taskarray.deid_records import guard_record, keyed_inputs, new_uid
 from clisonix_cli.taskarray.manifest import STATE_DIR
 
@@ -110,6 +112,8 @@ class Facts:
                         f"output {Path(rel).suffix or 'folder'} of this task holds "
                         f"{', '.join(sorted(set(found)))} of its inputs; nothing released"
                     )
+            # the final names and the folders above them: no link planted in OUT_DIR
+            check_no_links(out_dir, [p.relative_to(stage).as_posix() for p in staged])
             final: list[Path] = []
             for path in staged:
                 dest = out_dir / path.relative_to(stage)
@@ -136,7 +140,7 @@ def read_facts(
     study = ""
     for rel in dict.fromkeys(files):
         try:
-            with open(in_dir / rel, "rb") as fh:
+            with open_regular(in_dir / rel) as fh:  # never blocks on a FIFO
                 obj = read_object(fh, os.fstat(fh.fileno()).st_size)
         except OSError as exc:
             raise InputError(f"cannot be read ({exc.strerror or exc})") from None

@@ -23,9 +23,10 @@ from clisonix_cli import __version__, runtime
 from clisonix_cli.errors import (
     ClisonixError,
     DuplicateInstanceError,
+    LinkedFolderNote,
     NoPixelDataError,
 )
-from clisonix_cli.fsio import prepare_out_dir
+from clisonix_cli.fsio import check_no_links, confined, prepare_out_dir
 from clisonix_cli.taskarray.collect import Collector, Event, EventHandler, RunLog
 from clisonix_cli.taskarray.config import RunConfig
 from clisonix_cli.taskarray.manifest import (
@@ -45,6 +46,7 @@ from clisonix_cli.taskarray.resume import (
     record_identity,
     remove_stale_temps,
     run_identity,
+    tampered_outputs,
     write_identity,
 )
 from clisonix_cli.taskarray.task import TaskContext, TaskOutcome, run_task
@@ -55,11 +57,12 @@ if TYPE_CHECKING:
     from clisonix_cli.transforms.pipeline import Pipeline
 
 #: Scan codes that set a file aside without making the run fail: objects that are not
-#: images by design (structured reports, CLX-E102) and duplicate instances (CLX-E122: same
-#: SOP Instance UID as a file that is kept and converted, so no data is lost).
+#: images by design (structured reports, CLX-E102), duplicate instances (CLX-E122: same
+#: SOP Instance UID as a file that is kept and converted, so no data is lost) and links to
+#: folders that were not followed (CLX-E217: reported, the user's choice).
 #: Every other skipped DICOM file counts as a failure (exit 1).
 INFORMATIONAL_SKIP_CODES: frozenset[str] = frozenset(
-    {NoPixelDataError.code, DuplicateInstanceError.code}
+    {NoPixelDataError.code, DuplicateInstanceError.code, LinkedFolderNote.code}
 )
 
 TaskFn = Callable[[Task, TaskContext], TaskOutcome]
@@ -77,6 +80,8 @@ class RunResult:
     skipped: list[Record] = field(default_factory=list)
     resumed: frozenset[str] = frozenset()
     removed_temps: list[str] = field(default_factory=list)
+    #: ``--resume``: recorded output paths that leave OUT_DIR or pass a link (never read)
+    tampered: list[str] = field(default_factory=list)
     manifest: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     qc: dict[str, Any] | None = None
@@ -210,17 +215,24 @@ def scan_input(config: RunConfig) -> ScanResult:
     ------
     UsageError
         A listed file lies outside IN_DIR.
+    EmptyInputError
+        No DICOM image at all, without ``--allow-empty`` (exit 2).
     InputUnreadableError
         IN_DIR or the list cannot be read (exit 3).
     """
-    from clisonix_cli.dicom.discover import input_files
+    from clisonix_cli.dicom.discover import input_files, require_images
     from clisonix_cli.dicom.index import scan
 
-    return scan(
+    files = input_files(config.in_dir, config.files_from)
+    result = scan(
         config.in_dir,
-        files=input_files(config.in_dir, config.files_from),
+        files=files,
         gaps=config.gaps,
+        follow_symlinks=config.follow_symlinks,
+        follow_outside=config.follow_symlinks_outside,
     )
+    require_images(result, allow_empty=config.allow_empty)
+    return result
 
 
 @contextlib.contextmanager
@@ -228,13 +240,15 @@ def _dask_session(config: RunConfig, jobs: int) -> Iterator[Any]:
     if config.backend != "dask" or config.dry_run:
         yield None
         return
-    from clisonix_cli.taskarray.remote import dask_client
+    from clisonix_cli.taskarray.remote import TlsFiles, dask_client
 
+    tls = TlsFiles(config.tls_ca_file, config.tls_cert, config.tls_key)
     with dask_client(
         scheduler=config.scheduler,
         scheduler_file=config.scheduler_file,
         jobs=jobs,
         connect_timeout=config.connect_timeout,
+        tls=tls,
     ) as client:
         yield client
 
@@ -281,10 +295,12 @@ def run(
         prepare_out_dir(out_dir)
     try:
         if not config.dry_run:
+            check_no_links(out_dir, [manifest_name(config.shard), STATE_DIR])
             merged = read_manifest(out_dir)
             check_output_dir(out_dir, identity, merged, overwrite=config.overwrite)
-        return _run_in(config, pipeline, canonical, sha, identity, merged, clock, fn,
-                       on_event, qc)  # fmt: skip
+        with confined(out_dir):  # no write below OUT_DIR follows a symbolic link
+            return _run_in(config, pipeline, canonical, sha, identity, merged, clock,
+                           fn, on_event, qc)  # fmt: skip
     except ClisonixError:
         if created:  # the run stopped before it wrote anything: leave no empty OUT_DIR
             with contextlib.suppress(OSError):
@@ -329,6 +345,8 @@ def _run_in(
         if config.overwrite:
             _drop_foreign_records(out_dir / part, identity)
         write_identity(out_dir, identity, canonical)
+        if config.resume:
+            result.tampered = tampered_outputs(merged.values(), out_dir)
         resumed = frozenset(
             t.task_id
             for t in plan.tasks
@@ -356,6 +374,7 @@ def _run_in(
             decode_workers=decode if config.backend == "threads" else 0,
             qc=qc.task if qc is not None else None,
             deid=config.deid,
+            decode_limits=config.decode_limits,
         )
         runlog = RunLog(out_dir / STATE_DIR / part.replace("manifest", "run-log", 1))
         t_run = time.monotonic()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from clisonix_cli.dicom.model import Skipped
-from clisonix_cli.fsio import atomic_write_bytes
+from clisonix_cli.fsio import atomic_write_bytes, open_append
 from clisonix_cli.taskarray.config import Shard
 
 MANIFEST = "manifest.jsonl"
@@ -184,7 +184,7 @@ class ManifestWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fh: IO[str] | None = open_append(path)  # never through a link
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record as one line, then flush and fsync."""

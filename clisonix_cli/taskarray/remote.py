@@ -10,21 +10,32 @@ bad one is recorded as failed with ``CLX-E150``. joblib's dask backend is not us
 when a task kills its worker (NOTES.md).
 
 Without ``--scheduler``/``--scheduler-file`` a local cluster of ``--jobs`` single-threaded
-worker processes is started on 127.0.0.1 and torn down at the end.
+worker processes is started on 127.0.0.1 and torn down at the end. It speaks TLS only, with a
+certificate made for this run and held in memory (distributed's ``Security.temporary()``):
+another user of the machine cannot connect to it, and so cannot run code in the driver or
+its workers. It serves no dashboard, and its scheduler and workers serve no HTTP route at
+all. A remote scheduler is reached over ``tls://`` with ``--tls-ca-file``, ``--tls-cert``
+and ``--tls-key`` (or in clear ``tcp://`` on a network the user trusts); workers and
+scheduler are trusted either way: task results are pickled (docs/scaling.md).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clisonix_cli import __version__
 from clisonix_cli.errors import (
     MissingDependencyError,
+    SchedulerTlsError,
     SchedulerUnreachableError,
     TaskError,
     WorkerVersionError,
@@ -56,6 +67,116 @@ def worker_version() -> str:
     return __version__
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """``--tls-ca-file``, ``--tls-cert``, ``--tls-key``: PEM files for a remote scheduler."""
+
+    ca_file: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @property
+    def given(self) -> bool:
+        """True when any of the three is given."""
+        return any(p is not None for p in (self.ca_file, self.cert, self.key))
+
+
+#: No HTTP route on the local cluster's scheduler or workers (dashboard, /info, /json,
+#: /metrics, /health, proxy): their HTTP servers answer 404 to everything.
+_NO_HTTP: dict[str, list[str]] = {
+    "distributed.scheduler.http.routes": [],
+    "distributed.worker.http.routes": [],
+}
+
+
+def _local_cluster(distributed: Any, jobs: int) -> Any:
+    """``jobs`` single-threaded worker processes on 127.0.0.1, TLS only, no dashboard."""
+    import logging
+
+    import dask
+
+    try:
+        security = distributed.security.Security.temporary()
+    except ImportError:
+        raise MissingDependencyError(
+            "--backend dask needs the 'cryptography' package to secure its local cluster "
+            "with TLS; install it with: pip install 'clisonix[dask]'"
+        ) from None
+    with dask.config.set(_NO_HTTP):  # the nannies pass this config on to their workers
+        return distributed.LocalCluster(
+            n_workers=jobs,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            protocol="tls://",
+            security=security,
+            dashboard_address=None,
+            worker_dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
+
+
+def remote_security(address: str | None, tls: TlsFiles) -> Any:
+    """The ``Security`` for a remote scheduler, checked against its address.
+
+    Parameters
+    ----------
+    address : str or None
+        The scheduler's address (``tls://`` or ``tcp://``; None: read from a scheduler
+        file, checked when connecting).
+    tls : TlsFiles
+
+    Returns
+    -------
+    distributed.Security or None
+        None for clear ``tcp://`` without TLS files.
+
+    Raises
+    ------
+    SchedulerTlsError
+        ``tls://`` without the three files, TLS files with a ``tcp://`` address, or a file
+        that cannot be read (exit 3).
+    """
+    scheme = (address or "").partition("://")[0] if "://" in (address or "") else ""
+    if scheme == "tls" and not (tls.ca_file and tls.cert and tls.key):
+        raise SchedulerTlsError(
+            f"the scheduler {address} speaks TLS: give --tls-ca-file, --tls-cert and "
+            "--tls-key (the CA that signed the scheduler's certificate, and this client's "
+            "certificate and key, PEM files)"
+        )
+    if scheme and scheme != "tls" and tls.given:
+        raise SchedulerTlsError(
+            f"--tls-ca-file/--tls-cert/--tls-key given but the scheduler address {address} "
+            "is not tls://; use the scheduler's tls:// address, or drop the TLS options"
+        )
+    if not tls.given:
+        return None
+    named = (
+        ("--tls-ca-file", tls.ca_file),
+        ("--tls-cert", tls.cert),
+        ("--tls-key", tls.key),
+    )
+    missing = [opt for opt, path in named if path is None]
+    if missing:
+        raise SchedulerTlsError(
+            "TLS needs all three of --tls-ca-file, --tls-cert and --tls-key; missing "
+            + ", ".join(missing)
+        )
+    for opt, path in named:
+        if path is None or not os.access(path, os.R_OK) or not path.is_file():
+            raise SchedulerTlsError(
+                f"{opt} {path}: not a readable file; give the PEM file's path"
+            )
+    distributed = _import_distributed()
+    return distributed.security.Security(
+        tls_ca_file=str(tls.ca_file),
+        tls_client_cert=str(tls.cert),
+        tls_client_key=str(tls.key),
+        require_encryption=True,
+    )
+
+
 @contextmanager
 def dask_client(
     *,
@@ -63,6 +184,7 @@ def dask_client(
     scheduler_file: Path | None,
     jobs: int,
     connect_timeout: float,
+    tls: TlsFiles | None = None,
 ) -> Iterator[Any]:
     """Connect to a scheduler (or start a local cluster) and check the workers' version.
 
@@ -76,6 +198,8 @@ def dask_client(
         Workers of the local cluster when neither is given.
     connect_timeout : float
         Seconds to reach the scheduler.
+    tls : TlsFiles, optional
+        Certificates for a ``tls://`` scheduler.
 
     Yields
     ------
@@ -87,22 +211,22 @@ def dask_client(
         ``distributed`` is not installed.
     SchedulerUnreachableError
         No scheduler within ``connect_timeout``, or no worker within ``WORKER_WAIT_S``.
+    SchedulerTlsError
+        TLS options and the scheduler disagree, or the TLS handshake fails.
     WorkerVersionError
         A worker runs another clisonix version or cannot import clisonix.
     """
     distributed = _import_distributed()
-    import logging
-
+    tls = tls or TlsFiles()
     cluster: Any = None
+    security: Any = None
     if scheduler is None and scheduler_file is None:
-        cluster = distributed.LocalCluster(
-            n_workers=jobs,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
+        if tls.given:
+            raise SchedulerTlsError(
+                "--tls-ca-file/--tls-cert/--tls-key are for a remote --scheduler; the "
+                "local cluster makes its own certificate - drop them or give --scheduler"
+            )
+        cluster = _local_cluster(distributed, jobs)
         where = "the local Dask cluster"
     else:
         where = f"the Dask scheduler at {scheduler or scheduler_file}"
@@ -111,16 +235,34 @@ def dask_client(
                 f"scheduler file {scheduler_file} does not exist; start the scheduler "
                 f"with `dask scheduler --scheduler-file {scheduler_file}` first"
             )
+        address = scheduler or _scheduler_file_address(scheduler_file)
+        security = remote_security(address, tls)
     try:
         client = distributed.Client(
             cluster if cluster is not None else scheduler,
             scheduler_file=None if scheduler_file is None else str(scheduler_file),
             timeout=f"{connect_timeout}s",
             set_as_default=False,
+            security=security,
         )
+    except ssl.SSLError as exc:
+        if cluster is not None:
+            cluster.close()
+        raise SchedulerTlsError(
+            f"TLS with {where} failed ({type(exc).__name__}: {exc}); check that "
+            "--tls-ca-file signed the scheduler's certificate and that the scheduler "
+            "accepts --tls-cert"
+        ) from None
     except (OSError, TimeoutError, ValueError) as exc:
         if cluster is not None:
             cluster.close()
+        if security is not None or _looks_like_tls_failure(exc):
+            raise SchedulerTlsError(
+                f"cannot reach {where} over TLS within {connect_timeout:g} s "
+                f"({type(exc).__name__}: {exc}); check the address and that the "
+                "scheduler speaks TLS with a certificate signed by --tls-ca-file, and "
+                "accepts --tls-cert"
+            ) from None
         raise SchedulerUnreachableError(
             f"cannot reach {where} within {connect_timeout:g} s "
             f"({type(exc).__name__}: {exc}); check that `dask scheduler` runs there "
@@ -133,6 +275,24 @@ def dask_client(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _scheduler_file_address(path: Path | None) -> str | None:
+    """The ``address`` of a Dask scheduler file (JSON), None when it cannot be read."""
+    if path is None:
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    address = doc.get("address") if isinstance(doc, dict) else None
+    return address if isinstance(address, str) else None
+
+
+def _looks_like_tls_failure(exc: BaseException) -> bool:
+    """True for the errors distributed raises when one side speaks TLS and the other not."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(w in text for w in ("ssl", "tls", "certificate", "handshake", "encrypt"))
 
 
 def _check_workers(client: Any, where: str) -> None:

@@ -18,20 +18,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from clisonix_cli import __version__
 from clisonix_cli.digest import matches
-from clisonix_cli.errors import OutputConflictError
-from clisonix_cli.fsio import TMP_SUFFIX, atomic_write_bytes
+from clisonix_cli.errors import ClisonixError, OutputConflictError
+from clisonix_cli.fsio import (
+    TMP_SUFFIX,
+    atomic_write_bytes,
+    check_no_links,
+)
 from clisonix_cli.taskarray.manifest import STATE_DIR, Record, is_manifest_name
 from clisonix_cli.taskarray.plan import Task
 
 IDENTITY_FILE = "run.json"
 
-OutputState = Literal["ok", "missing", "changed"]
+OutputState = Literal["ok", "missing", "changed", "outside"]
 
 
 def run_identity(
@@ -145,6 +150,41 @@ def check_output_dir(
         )
 
 
+def output_path(out_dir: Path, rel: object) -> Path | None:
+    """Where a manifest output lies, or None when its path is not one clisonix writes.
+
+    A recorded path must be relative, in POSIX form, without ``..``, ``.`` or empty parts,
+    and no part of it may be a symbolic link: anything else leaves OUT_DIR (or may) and is
+    treated as tampering by ``verify`` and ``--resume``; such a path is never opened.
+
+    Parameters
+    ----------
+    out_dir : Path
+    rel : object
+        The ``path`` of one output entry.
+
+    Returns
+    -------
+    Path or None
+    """
+    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
+        return None
+    parts = rel.split("/")
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return None
+    path = out_dir
+    for part in parts:
+        path = path / part
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return None
+        except FileNotFoundError:
+            break
+        except OSError:
+            return None
+    return out_dir / rel
+
+
 def output_state(out_dir: Path, output: Mapping[str, Any]) -> OutputState:
     """Compare an output recorded in the manifest with the file on disk.
 
@@ -161,24 +201,45 @@ def output_state(out_dir: Path, output: Mapping[str, Any]) -> OutputState:
 
     Returns
     -------
-    {"ok", "missing", "changed"}
+    {"ok", "missing", "changed", "outside"}
         ``"ok"`` (same size and digest), ``"missing"`` (no such file, or no path
-        recorded) or ``"changed"`` (size or digest differ, no known digest recorded, or
-        the file cannot be read).
+        recorded), ``"changed"`` (size or digest differ, no known digest recorded, or the
+        file cannot be read) or
+        ``"outside"`` (the path leaves OUT_DIR or passes a symbolic link: tampering, the
+        file is not read; see :func:`output_path`).
     """
     rel = output.get("path")
-    if not isinstance(rel, str):
+    if rel is None:
         return "missing"
-    path = out_dir / rel
-    if not path.is_file():
-        return "missing"
+    path = output_path(out_dir, rel)
+    if path is None:
+        return "outside"
     try:
-        if path.stat().st_size != output.get("bytes"):
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "changed"
+    if not stat.S_ISREG(st.st_mode):
+        return "changed"
+    try:
+        if st.st_size != output.get("bytes"):
             return "changed"
         recorded = output.get("digest", output.get("sha256"))
         return "ok" if matches(path, recorded) else "changed"
-    except OSError:
+    except (OSError, ClisonixError):
         return "changed"
+
+
+def tampered_outputs(records: Iterable[Mapping[str, Any]], out_dir: Path) -> list[str]:
+    """Recorded output paths that leave OUT_DIR or pass a link (never read), sorted."""
+    found = {
+        str(o.get("path"))
+        for rec in records
+        for o in rec.get("outputs") or []
+        if isinstance(o, Mapping) and output_path(out_dir, o.get("path")) is None
+    }
+    return sorted(found)
 
 
 def is_done(
@@ -214,7 +275,9 @@ def remove_stale_temps(
     """Delete temporary files (``*.clxtmp``) a killed run left behind, in this run's area.
 
     Only the study folders of ``tasks`` (a study belongs to one shard, so no concurrent
-    shard writes there) and this run's manifest part are swept.
+    shard writes there) and this run's manifest part are swept, and only regular files are
+    deleted. The study folders are where the tasks write: a symbolic link anywhere in them
+    (or a study folder that is one) stops the run before anything is written.
 
     Parameters
     ----------
@@ -227,24 +290,37 @@ def remove_stale_temps(
     -------
     list of str
         Removed paths, relative to ``out_dir``, sorted.
+
+    Raises
+    ------
+    OutputLinkError
+        A study folder of ``tasks``, or anything inside one, is a symbolic link (exit 3).
     """
     removed: list[str] = []
     folders = sorted({t.out_stem.split("/", 1)[0] for t in tasks})
+    check_no_links(out_dir, folders)
     for folder in folders:
         base = out_dir / folder
         if not base.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(base):
+        for dirpath, dirnames, filenames in os.walk(base):  # links are not followed
             dirnames.sort()
-            for name in sorted(filenames):
-                if name.endswith(TMP_SUFFIX):
-                    path = Path(dirpath) / name
+            for name in sorted(dirnames) + sorted(filenames):
+                path = Path(dirpath) / name
+                mode = os.lstat(path).st_mode
+                if stat.S_ISLNK(mode):
+                    check_no_links(out_dir, [path.relative_to(out_dir).as_posix()])
+                if name.endswith(TMP_SUFFIX) and stat.S_ISREG(mode):
                     path.unlink(missing_ok=True)
                     removed.append(path.relative_to(out_dir).as_posix())
     if out_dir.is_dir():
         prefix = f".{manifest}."
         for p in sorted(out_dir.iterdir()):
-            if p.name.startswith(prefix) and p.name.endswith(TMP_SUFFIX):
+            if (
+                p.name.startswith(prefix)
+                and p.name.endswith(TMP_SUFFIX)
+                and stat.S_ISREG(os.lstat(p).st_mode)
+            ):
                 p.unlink(missing_ok=True)
                 removed.append(p.name)
     return sorted(removed)

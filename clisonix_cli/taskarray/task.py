@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clisonix_cli import __version__, runtime
+from clisonix_cli.dicom.limits import DEFAULT_LIMITS, DecodeLimits, decode_limits
 from clisonix_cli.digest import file_digest, finish, hasher
 from clisonix_cli.errors import (
     ClisonixError,
@@ -32,7 +33,7 @@ from clisonix_cli.errors import (
     WriteFailedError,
 )
 from clisonix_cli.formats.registry import Provenance, Source, VolumeSource
-from clisonix_cli.fsio import is_within
+from clisonix_cli.fsio import confined, is_within
 from clisonix_cli.taskarray.plan import Task
 from clisonix_cli.taskarray.writers import get_writer
 
@@ -84,6 +85,8 @@ class TaskContext:
     deid : DeidSettings or None
         De-identify (``transform --deidentify``, ``deid``): records, names and messages
         carry keyed tokens and new UIDs, never input paths or original identifiers.
+    decode_limits : DecodeLimits
+        The decoding caps of the run (``--max-decode-ratio``, ``--max-decoded-mib``).
     """
 
     in_dir: str
@@ -101,6 +104,7 @@ class TaskContext:
     decode_workers: int = 0
     qc: QcTaskOptions | None = None
     deid: DeidSettings | None = None
+    decode_limits: DecodeLimits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)
@@ -252,7 +256,8 @@ def _thread_limits(ctx: TaskContext) -> Iterator[None]:
     )
     budget = runtime.task_budget(ctx.numba_threads, ctx.host_threads)
     with runtime.task_threads(n, limit_blas=ctx.limit_blas, budget=budget):
-        yield
+        with decode_limits(ctx.decode_limits):  # the run's caps, in this worker too
+            yield
 
 
 def run_task(task: Task, ctx: TaskContext) -> TaskOutcome:
@@ -726,7 +731,8 @@ def _write(
         )
     digests: dict[Path, str] = {}
     try:
-        paths = writer.write(target, source, digests)
+        with confined(out_dir):  # every file and folder checked before it is written
+            paths = writer.write(target, source, digests)
     except ClisonixError:
         raise
     except OSError as exc:

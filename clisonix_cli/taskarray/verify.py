@@ -2,7 +2,9 @@
 
 Reports outputs that are missing, changed (size or digest differ from the record) and extra
 (files under OUT_DIR that no record lists, leftover temporary files included). The
-manifest parts and ``OUT/.clisonix/`` are not outputs.
+manifest parts and ``OUT/.clisonix/`` are not outputs. A record whose output path leaves
+OUT_DIR (``../``, an absolute path) or passes a symbolic link is reported as tampered and
+never opened: ``verify`` cannot be used to test whether a file exists elsewhere.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clisonix_cli.errors import UsageError, VerifyMismatchError
+from clisonix_cli.errors import ManifestTamperedError, UsageError, VerifyMismatchError
 from clisonix_cli.taskarray.manifest import manifest_parts, merge_records
 from clisonix_cli.taskarray.resume import output_state, owned_name
 
@@ -29,11 +31,12 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    tampered: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is missing, changed or extra."""
-        return not (self.missing or self.changed or self.extra)
+        """True when nothing is missing, changed, extra or tampered."""
+        return not (self.missing or self.changed or self.extra or self.tampered)
 
     @property
     def exit_code(self) -> int:
@@ -41,8 +44,16 @@ class VerifyReport:
         return 0 if self.ok else 1
 
     def problems(self) -> list[VerifyMismatchError]:
-        """One error per bad file, in path order within missing, changed, extra."""
-        out = [
+        """One error per bad file: tampered, then missing, changed, extra (path order)."""
+        out: list[VerifyMismatchError] = [
+            ManifestTamperedError(
+                f"{p}: tampered - a manifest record names this output, which leaves "
+                "OUT_DIR or passes a symbolic link; not read - the manifest was edited "
+                "or the folder changed: rerun the transform into a new folder"
+            )
+            for p in self.tampered
+        ]
+        out += [
             VerifyMismatchError(f"{p}: missing - listed in the manifest, not on disk")
             for p in self.missing
         ]
@@ -71,6 +82,7 @@ class VerifyReport:
             "missing": self.missing,
             "changed": self.changed,
             "extra": self.extra,
+            "tampered": self.tampered,
         }
 
 
@@ -114,7 +126,9 @@ def verify(out_dir: Path) -> VerifyReport:
     for rel in sorted(expected):
         report.checked += 1
         state = output_state(out_dir, expected[rel])
-        if state == "missing":
+        if state == "outside":
+            report.tampered.append(rel)
+        elif state == "missing":
             report.missing.append(rel)
         elif state == "changed":
             report.changed.append(rel)

@@ -159,7 +159,9 @@ def test_unreadable_input_exits_3(tmp_path: Path) -> None:
 
 
 def test_empty_folder_is_a_scan(tmp_path: Path) -> None:
-    result = _run(str(tmp_path), "--json")
+    refused = _run(str(tmp_path), "--json")  # no DICOM image at all: a usage error
+    assert refused.exit_code == 2 and refused.stderr.startswith("CLX-E214")
+    result = _run(str(tmp_path), "--json", "--allow-empty")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["counts"]["files"] == 0 and doc["studies"] == []

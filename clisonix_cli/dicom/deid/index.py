@@ -17,6 +17,7 @@ from clisonix_cli.dicom.deid.rawio import read_object
 from clisonix_cli.dicom.header_fast import looks_like_dataset
 from clisonix_cli.dicom.model import Skipped
 from clisonix_cli.errors import ClisonixError, InputError
+from clisonix_cli.regular import open_regular
 
 #: Read each file up to the end of group 0020 (UIDs, PatientID, Modality).
 STOP_AFTER = 0x0020FFFF
@@ -57,7 +58,7 @@ def index_file(root: Path, rel: str) -> Entry | Skipped | None:
     DICOM)."""
     path = root / rel
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:  # a FIFO is never opened (it could block)
             size = fh.seek(0, 2)
             fh.seek(0)
             if not _is_dicom(fh.read(132)):

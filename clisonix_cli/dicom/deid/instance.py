@@ -45,6 +45,7 @@ from clisonix_cli.errors import (
     WriteFailedError,
 )
 from clisonix_cli.fsio import atomic_write_chunks
+from clisonix_cli.regular import open_regular
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 ENCAPSULATED_DOCUMENT_ROOT = "1.2.840.10008.5.1.4.1.1.104."
@@ -230,7 +231,7 @@ def deidentify_file(
     """
     outcome = FileOutcome()
     size = src.stat().st_size
-    with open(src, "rb") as fh:
+    with open_regular(src) as fh:
         obj = read_object(fh, size)
         ident = identity_of(obj)
         outcome.burned_in = ident.burned_in

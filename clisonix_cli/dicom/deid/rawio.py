@@ -8,7 +8,8 @@ bulk value (Pixel Data, Float Pixel Data, or any binary value over
 
 Supported encodings: implicit VR little endian, explicit VR little and big endian (what
 every other transfer syntax uses for the dataset), and deflated explicit VR little endian
-(inflated in memory: deflated objects are small documents). Sequences of defined or
+(inflated in memory within the decoding caps of :mod:`clisonix_cli.dicom.limits`:
+deflated objects are small documents, and a deflate bomb fails its file). Sequences of defined or
 undefined length are parsed into items; on output every sequence and item gets a defined
 length, except encapsulated pixel data, which is copied as it is.
 """
@@ -17,11 +18,11 @@ from __future__ import annotations
 
 import functools
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from clisonix_cli.dicom.limits import InflatingReader, current_limits
 from clisonix_cli.errors import InputError, TruncatedFileError
 
 UNDEFINED = 0xFFFFFFFF
@@ -422,10 +423,8 @@ def read_object(
     syntax = syntax_of(text_of(ts)) if ts is not None else _guess(head[start:])
     if syntax.deflated:
         fh.seek(start)
-        try:
-            data = zlib.decompress(fh.read(), -15)
-        except zlib.error as exc:
-            raise InputError(f"deflated dataset cannot be inflated ({exc})") from None
+        name = str(getattr(fh, "name", "the file"))
+        data = InflatingReader(fh, current_limits().allowed(size), name).read()
         r = Reader(None, 0, len(data), data)
         elems = _dataset(r, UNDEFINED, False, 0, top=True)
         for e in elems:  # nothing stays behind in a deflated stream: values inline

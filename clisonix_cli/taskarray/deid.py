@@ -36,12 +36,12 @@ from clisonix_cli.errors import (
     WorkerVersionError,
     WriteFailedError,
 )
-from clisonix_cli.fsio import check_no_links, confined, is_within, prepare_out_dir
+from clisonix_cli.fsio import confined, is_within
 from clisonix_cli.taskarray.collect import Collector, Event, EventHandler, RunLog
 from clisonix_cli.taskarray.config import RunConfig, Shard
 from clisonix_cli.taskarray.deid_records import guard_record, keyed_inputs, new_uid
 from clisonix_cli.taskarray.deid_report import report_document, write_mapping
-from clisonix_cli.taskarray.execute import _dask_session, _execute
+from clisonix_cli.taskarray.execute import _dask_session, _execute, opened_out_dir
 from clisonix_cli.taskarray.manifest import (
     STATE_DIR,
     ManifestWriter,
@@ -53,7 +53,6 @@ from clisonix_cli.taskarray.manifest import (
 )
 from clisonix_cli.taskarray.plan import Plan, Task
 from clisonix_cli.taskarray.resume import (
-    check_output_dir,
     is_done,
     remove_stale_temps,
     run_identity,
@@ -457,25 +456,8 @@ def run_deid(
     run = config.run
     settings = config.settings
     identity = run_identity(EMPTY_PIPELINE_SHA256, DEID_FORMAT, settings.sha256())
-    out_dir = run.out_dir
-    created = not run.dry_run and not out_dir.exists()
-    merged: dict[str, Record] = {}
-    if not run.dry_run:
-        prepare_out_dir(out_dir)
-    try:
-        if not run.dry_run:
-            check_no_links(out_dir, [manifest_name(run.shard), STATE_DIR])
-            merged = read_manifest(out_dir)
-            check_output_dir(out_dir, identity, merged, overwrite=run.overwrite)
-        with confined(
-            out_dir
-        ):  # the manifest, run log and report: never through a link
-            return _run_in(config, identity, merged, on_event, fn)
-    except ClisonixError:
-        if created:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()
-        raise
+    with opened_out_dir(run, identity) as merged:
+        return _run_in(config, identity, merged, on_event, fn)
 
 
 def _run_in(

@@ -288,6 +288,23 @@ def run(
     identity = run_identity(
         sha, config.format, config.deid.sha256() if config.deid is not None else None
     )
+    with opened_out_dir(config, identity) as merged:
+        return _run_in(config, pipeline, canonical, sha, identity, merged, clock, fn,
+                       on_event, qc)  # fmt: skip
+
+
+@contextlib.contextmanager
+def opened_out_dir(
+    config: RunConfig, identity: dict[str, str]
+) -> Iterator[dict[str, Record]]:
+    """OUT_DIR made ready for a run (``transform``, ``deid``); yields its manifest records.
+
+    Created and proven writable, no symbolic link where the driver writes (manifest, run
+    log, ``.clisonix/``), its manifest read and checked against ``identity``; every write
+    in the block is confined below it (:func:`clisonix_cli.fsio.confined`). With
+    ``dry_run`` nothing is created or read. An OUT_DIR this call created is removed again
+    when the run stops with a :class:`ClisonixError` before writing anything in it.
+    """
     out_dir = config.out_dir
     merged: dict[str, Record] = {}
     created = not config.dry_run and not out_dir.exists()
@@ -299,8 +316,7 @@ def run(
             merged = read_manifest(out_dir)
             check_output_dir(out_dir, identity, merged, overwrite=config.overwrite)
         with confined(out_dir):  # no write below OUT_DIR follows a symbolic link
-            return _run_in(config, pipeline, canonical, sha, identity, merged, clock,
-                           fn, on_event, qc)  # fmt: skip
+            yield merged
     except ClisonixError:
         if created:  # the run stopped before it wrote anything: leave no empty OUT_DIR
             with contextlib.suppress(OSError):

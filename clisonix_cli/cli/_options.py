@@ -209,6 +209,36 @@ AllowBurnedIn = Annotated[
     ),
 ]
 
+TlsCaFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-ca-file",
+        envvar="CLISONIX_TLS_CA_FILE",
+        metavar="PEM",
+        help="CA certificate that signed a tls:// Dask scheduler's certificate.",
+    ),
+]
+
+TlsCert = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        envvar="CLISONIX_TLS_CERT",
+        metavar="PEM",
+        help="This client's certificate for a tls:// Dask scheduler.",
+    ),
+]
+
+TlsKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key",
+        envvar="CLISONIX_TLS_KEY",
+        metavar="PEM",
+        help="This client's private key for a tls:// Dask scheduler.",
+    ),
+]
+
 # --- walking IN_DIR -------------------------------------------------------------------
 
 FollowSymlinks = Annotated[

@@ -16,6 +16,8 @@ from clisonix_cli.cli._options import (
     DryRun,
     FailFast,
     FilesFrom,
+    FollowOutside,
+    FollowSymlinks,
     Jobs,
     JsonFlag,
     KeyFile,
@@ -26,6 +28,9 @@ from clisonix_cli.cli._options import (
     SchedulerFile,
     ShardSpec,
     TaskTimeout,
+    TlsCaFile,
+    TlsCert,
+    TlsKey,
 )
 from clisonix_cli.errors import UsageError
 
@@ -87,6 +92,11 @@ def deid(
     json_out: JsonFlag = False,
     fail_fast: FailFast = False,
     files_from: FilesFrom = None,
+    follow_symlinks: FollowSymlinks = False,
+    follow_symlinks_outside: FollowOutside = False,
+    tls_ca_file: TlsCaFile = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """Write a de-identified DICOM copy of every DICOM object under IN_DIR into OUT_DIR.
 
@@ -122,6 +132,9 @@ def deid(
             task_timeout=task_timeout, shard=shard, resume=resume, overwrite=overwrite,
             dry_run=dry_run, fail_fast=fail_fast, files_from=files_from,
             connect_timeout=connect_timeout, deid=settings,
+            follow_symlinks=follow_symlinks,
+            follow_symlinks_outside=follow_symlinks_outside, tls_ca_file=tls_ca_file,
+            tls_cert=tls_cert, tls_key=tls_key,
         )  # fmt: skip
         config = DeidConfig(run=run, mapping=mapping)
         progress = RunProgress(rich_bar=err_console.is_terminal and not dry_run)

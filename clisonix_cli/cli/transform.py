@@ -39,6 +39,9 @@ from clisonix_cli.cli._options import (
     SchedulerFile,
     ShardSpec,
     TaskTimeout,
+    TlsCaFile,
+    TlsCert,
+    TlsKey,
 )
 from clisonix_cli.cli.qc import FailOn
 from clisonix_cli.errors import ManifestTamperedError, TaskCancelledError
@@ -173,33 +176,9 @@ def transform(
             help="Absolute cap on the decoded MiB of one compressed file (CLX-E210).",
         ),
     ] = 8192,
-    tls_ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls-ca-file",
-            envvar="CLISONIX_TLS_CA_FILE",
-            metavar="PEM",
-            help="CA certificate that signed a tls:// Dask scheduler's certificate.",
-        ),
-    ] = None,
-    tls_cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls-cert",
-            envvar="CLISONIX_TLS_CERT",
-            metavar="PEM",
-            help="This client's certificate for a tls:// Dask scheduler.",
-        ),
-    ] = None,
-    tls_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls-key",
-            envvar="CLISONIX_TLS_KEY",
-            metavar="PEM",
-            help="This client's private key for a tls:// Dask scheduler.",
-        ),
-    ] = None,
+    tls_ca_file: TlsCaFile = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """Run a pipeline of ops over every DICOM stack under IN_DIR into OUT_DIR.
 

@@ -32,6 +32,7 @@ from clisonix_cli.errors import (
     ClisonixError,
     DeidPathError,
     InputError,
+    LinkedFolderNote,
     PHIGuardError,
     WorkerVersionError,
     WriteFailedError,
@@ -155,7 +156,10 @@ class DeidResult:
         """0 when every task succeeded and no DICOM file was damaged, else 1."""
         if self.config.run.dry_run:
             return 0
-        return 1 if self.failed or self.skipped else 0
+        serious = [
+            r for r in self.skipped if r["error"]["code"] != LinkedFolderNote.code
+        ]  # a link to a folder not followed is the user's choice, as for transform
+        return 1 if self.failed or serious else 0
 
     def summary(self) -> dict[str, Any]:
         """The ``--json`` document (no identifier: tokens and new UIDs only)."""
@@ -429,13 +433,19 @@ def _actions(counts: Counter[tuple[int, str]]) -> dict[str, dict[str, int]]:
 # --- the run ---------------------------------------------------------------------------
 
 
-def _input_list(run: RunConfig) -> list[str]:
-    from clisonix_cli.dicom.discover import input_files, list_files, normalize_files
+def _input_list(run: RunConfig) -> tuple[list[str], list[Skipped]]:
+    """The files to look at, and the folders the walk could not or would not enter."""
+    from clisonix_cli.dicom.discover import discover, input_files, normalize_files
 
     listed = input_files(run.in_dir, run.files_from)
     if listed is None:
-        return list_files(run.in_dir)
-    return normalize_files(listed, run.in_dir)
+        found = discover(
+            run.in_dir,
+            follow_symlinks=run.follow_symlinks or run.follow_symlinks_outside,
+            outside=run.follow_symlinks_outside,
+        )
+        return found.files, found.skipped
+    return normalize_files(listed, run.in_dir), []
 
 
 def run_deid(
@@ -472,7 +482,9 @@ def _run_in(
     part = manifest_name(run.shard)
     jobs = run.effective_jobs
     with _dask_session(run, jobs) as client:
-        index = index_files(run.in_dir, _input_list(run))
+        files, not_walked = _input_list(run)
+        index = index_files(run.in_dir, files)
+        index.skipped.extend(not_walked)  # reported (CLX-E216/E217), never silent
         plan = make_deid_plan(index, settings, shard=run.shard)
         result = DeidResult(config=config, plan=plan, index=index)
         result.skipped = [skipped_deid_record(s, settings) for s in plan.skipped]

@@ -227,3 +227,45 @@ def test_an_in_dir_without_images_is_a_usage_error(
     assert result.stderr.startswith(EmptyInputError.code)
     assert not (tmp_path / "out").exists()
     assert _invoke(*args, "--allow-empty").exit_code == 0
+
+
+def _deid_key(tmp_path: Path) -> str:
+    key = tmp_path / "deid.key"
+    key.write_bytes(b"k" * 48)
+    key.chmod(0o600)
+    return str(key)
+
+
+def _manifest_codes(out: Path) -> list[str]:
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    return [r["error"]["code"] for r in map(json.loads, lines) if r.get("error")]
+
+
+def test_deid_reports_unreadable_folders_and_fails_the_run(
+    unreadable: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = _invoke("deid", str(unreadable), str(out), "--key-file",
+                     _deid_key(tmp_path), "--jobs", "1")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert _manifest_codes(out) == [UnreadableFolderError.code]
+    locked = sorted(p.name for p in unreadable.iterdir() if p.is_dir())[0]
+    assert locked not in (out / "manifest.jsonl").read_text()  # named by its token
+
+
+def test_deid_follows_linked_folders_only_when_asked(
+    synth_study: Path, tmp_path: Path
+) -> None:
+    root = _linked_in_dir(synth_study, tmp_path, inside=False)
+    key = _deid_key(tmp_path)
+    result = _invoke(
+        "deid", str(root), str(tmp_path / "o1"), "--key-file", key, "--json"
+    )
+    assert result.exit_code == 0, result.output  # reported, the user's choice
+    assert _manifest_codes(tmp_path / "o1") == [LinkedFolderNote.code] * 2
+    assert json.loads(result.stdout)["counts"]["written"] == 0
+    result = _invoke("deid", str(root), str(tmp_path / "o2"), "--key-file", key,
+                     "--follow-symlinks-outside", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    n_files = sum(1 for p in synth_study.rglob("*") if p.is_file())
+    assert json.loads(result.stdout)["counts"]["written"] == n_files

@@ -10,6 +10,7 @@ import typer
 from clisonix_cli.cli._console import emit_json, reporting_errors, say
 from clisonix_cli.cli._options import (
     AllowBurnedIn,
+    AllowEmpty,
     Backend,
     ConnectTimeout,
     DeidOptions,
@@ -94,6 +95,7 @@ def deid(
     files_from: FilesFrom = None,
     follow_symlinks: FollowSymlinks = False,
     follow_symlinks_outside: FollowOutside = False,
+    allow_empty: AllowEmpty = False,
     tls_ca_file: TlsCaFile = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
@@ -133,7 +135,8 @@ def deid(
             dry_run=dry_run, fail_fast=fail_fast, files_from=files_from,
             connect_timeout=connect_timeout, deid=settings,
             follow_symlinks=follow_symlinks,
-            follow_symlinks_outside=follow_symlinks_outside, tls_ca_file=tls_ca_file,
+            follow_symlinks_outside=follow_symlinks_outside, allow_empty=allow_empty,
+            tls_ca_file=tls_ca_file,
             tls_cert=tls_cert, tls_key=tls_key,
         )  # fmt: skip
         config = DeidConfig(run=run, mapping=mapping)

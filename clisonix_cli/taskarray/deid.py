@@ -31,6 +31,7 @@ from clisonix_cli.dicom.model import Skipped, Stack
 from clisonix_cli.errors import (
     ClisonixError,
     DeidPathError,
+    EmptyInputError,
     InputError,
     LinkedFolderNote,
     PHIGuardError,
@@ -448,6 +449,27 @@ def _input_list(run: RunConfig) -> tuple[list[str], list[Skipped]]:
     return normalize_files(listed, run.in_dir), []
 
 
+def _require_objects(run: RunConfig, index: DeidIndex) -> None:
+    """Refuse an IN_DIR without any DICOM object (exit 2) unless ``--allow-empty``; links
+    to folders that were not followed do not count."""
+    if run.allow_empty or index.entries:
+        return
+    links = sum(1 for s in index.skipped if s.code == LinkedFolderNote.code)
+    if len(index.skipped) > links:
+        return  # damaged files or unlisted folders: reported, exit 1
+    hint = (
+        f"; {links} symbolic link(s) to folders were not followed - add "
+        "--follow-symlinks to follow those that stay inside IN_DIR"
+        if links
+        else ""
+    )
+    raise EmptyInputError(
+        f"{run.in_dir}: no DICOM object found ({index.n_files} file(s) looked at, "
+        f"{index.n_non_dicom} not DICOM{hint}); check the folder, or pass --allow-empty "
+        "to accept an input without DICOM"
+    )
+
+
 def run_deid(
     config: DeidConfig,
     *,
@@ -485,6 +507,7 @@ def _run_in(
         files, not_walked = _input_list(run)
         index = index_files(run.in_dir, files)
         index.skipped.extend(not_walked)  # reported (CLX-E216/E217), never silent
+        _require_objects(run, index)
         plan = make_deid_plan(index, settings, shard=run.shard)
         result = DeidResult(config=config, plan=plan, index=index)
         result.skipped = [skipped_deid_record(s, settings) for s in plan.skipped]

@@ -258,9 +258,14 @@ def test_deid_follows_linked_folders_only_when_asked(
 ) -> None:
     root = _linked_in_dir(synth_study, tmp_path, inside=False)
     key = _deid_key(tmp_path)
-    result = _invoke(
-        "deid", str(root), str(tmp_path / "o1"), "--key-file", key, "--json"
+    result = _invoke("deid", str(root), str(tmp_path / "o0"), "--key-file", key)
+    assert result.exit_code == 2, result.output  # nothing but links: no DICOM object
+    assert (
+        EmptyInputError.code in result.stderr and "--follow-symlinks" in result.stderr
     )
+    assert not (tmp_path / "o0").exists()
+    result = _invoke("deid", str(root), str(tmp_path / "o1"), "--key-file", key,
+                     "--allow-empty", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output  # reported, the user's choice
     assert _manifest_codes(tmp_path / "o1") == [LinkedFolderNote.code] * 2
     assert json.loads(result.stdout)["counts"]["written"] == 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -277,10 +277,47 @@ def require_images(result: ScanResult, *, allow_empty: bool) -> None:
     """
     if allow_empty or result.stacks:
         return
-    quiet = {NoPixelDataError.code, LinkedFolderNote.code}
-    if any(s.code not in quiet for s in result.skipped):
+    require_something(
+        result.root,
+        "image",
+        f"{result.n_files} file(s) looked at: {result.n_dicom} DICOM, "
+        f"{result.n_non_dicom} not DICOM",
+        result.skipped,
+        quiet={NoPixelDataError.code},
+    )
+
+
+def require_something(
+    root: Path | str,
+    what: str,
+    looked_at: str,
+    skipped: Sequence[Skipped],
+    *,
+    quiet: Collection[str] = (),
+) -> None:
+    """Raise EmptyInputError for an input where nothing of ``what`` was found, unless
+    something was reported (a damaged file, a folder not listed: exit 1 says it).
+
+    Links to folders that were not followed (CLX-E217) and the ``quiet`` codes count as
+    nothing; the message says how many links were not followed and how to follow them.
+
+    Parameters
+    ----------
+    root : Path or str
+        IN_DIR.
+    what : str
+        ``"image"`` (transform, scan) or ``"object"`` (deid).
+    looked_at : str
+        What the walk counted, for the message.
+    skipped : sequence of Skipped
+        What was set aside.
+    quiet : collection of str
+        Further codes that are not a problem of the input (CLX-E102: a report, not an
+        image).
+    """
+    if any(s.code not in quiet and s.code != LinkedFolderNote.code for s in skipped):
         return
-    links = sum(1 for s in result.skipped if s.code == LinkedFolderNote.code)
+    links = sum(1 for s in skipped if s.code == LinkedFolderNote.code)
     hint = (
         f"; {links} symbolic link(s) to folders were not followed - add "
         "--follow-symlinks to follow those that stay inside IN_DIR"
@@ -288,9 +325,8 @@ def require_images(result: ScanResult, *, allow_empty: bool) -> None:
         else ""
     )
     raise EmptyInputError(
-        f"{result.root}: no DICOM image found ({result.n_files} file(s) looked at: "
-        f"{result.n_dicom} DICOM, {result.n_non_dicom} not DICOM{hint}); check the "
-        "folder, or pass --allow-empty to accept an input without images"
+        f"{root}: no DICOM {what} found ({looked_at}{hint}); check the folder, or pass "
+        f"--allow-empty to accept an input without {what}s"
     )
 
 

@@ -31,9 +31,7 @@ from clisonix_cli.dicom.model import Skipped, Stack
 from clisonix_cli.errors import (
     ClisonixError,
     DeidPathError,
-    EmptyInputError,
     InputError,
-    LinkedFolderNote,
     PHIGuardError,
     WorkerVersionError,
     WriteFailedError,
@@ -43,7 +41,12 @@ from clisonix_cli.taskarray.collect import Collector, Event, EventHandler, RunLo
 from clisonix_cli.taskarray.config import RunConfig, Shard
 from clisonix_cli.taskarray.deid_records import guard_record, keyed_inputs, new_uid
 from clisonix_cli.taskarray.deid_report import report_document, write_mapping
-from clisonix_cli.taskarray.execute import _dask_session, _execute, opened_out_dir
+from clisonix_cli.taskarray.execute import (
+    INFORMATIONAL_SKIP_CODES,
+    _dask_session,
+    _execute,
+    opened_out_dir,
+)
 from clisonix_cli.taskarray.manifest import (
     STATE_DIR,
     ManifestWriter,
@@ -157,9 +160,11 @@ class DeidResult:
         """0 when every task succeeded and no DICOM file was damaged, else 1."""
         if self.config.run.dry_run:
             return 0
-        serious = [
-            r for r in self.skipped if r["error"]["code"] != LinkedFolderNote.code
-        ]  # a link to a folder not followed is the user's choice, as for transform
+        serious = [  # e.g. a link to a folder not followed: the user's choice
+            r
+            for r in self.skipped
+            if r["error"]["code"] not in INFORMATIONAL_SKIP_CODES
+        ]
         return 1 if self.failed or serious else 0
 
     def summary(self) -> dict[str, Any]:
@@ -452,21 +457,15 @@ def _input_list(run: RunConfig) -> tuple[list[str], list[Skipped]]:
 def _require_objects(run: RunConfig, index: DeidIndex) -> None:
     """Refuse an IN_DIR without any DICOM object (exit 2) unless ``--allow-empty``; links
     to folders that were not followed do not count."""
+    from clisonix_cli.dicom.discover import require_something
+
     if run.allow_empty or index.entries:
         return
-    links = sum(1 for s in index.skipped if s.code == LinkedFolderNote.code)
-    if len(index.skipped) > links:
-        return  # damaged files or unlisted folders: reported, exit 1
-    hint = (
-        f"; {links} symbolic link(s) to folders were not followed - add "
-        "--follow-symlinks to follow those that stay inside IN_DIR"
-        if links
-        else ""
-    )
-    raise EmptyInputError(
-        f"{run.in_dir}: no DICOM object found ({index.n_files} file(s) looked at, "
-        f"{index.n_non_dicom} not DICOM{hint}); check the folder, or pass --allow-empty "
-        "to accept an input without DICOM"
+    require_something(
+        run.in_dir,
+        "object",
+        f"{index.n_files} file(s) looked at, {index.n_non_dicom} not DICOM",
+        index.skipped,
     )
 
 
